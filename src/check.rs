@@ -1,0 +1,134 @@
+//! `pidwatch check`: the pipeline run once.
+
+use crate::config::Settings;
+use crate::core::{Decision, Verdict, decide};
+use crate::error::{EXIT_FAILURES, EXIT_OK, Result};
+use crate::monitor_log::{Level, MonitorLog};
+use crate::observe::{Observation, Observer};
+use crate::render::Report;
+use crate::statedb::StateDb;
+
+/// Opens the monitor log; when that fails the check goes on, says why on
+/// stderr, and logs to nowhere.
+pub fn open_log(settings: &Settings) -> MonitorLog {
+    let path = &settings.paths.log_file;
+    MonitorLog::open(path, None).unwrap_or_else(|e| {
+        eprintln!("pidwatch: warning: cannot open {}: {e}", path.display());
+        MonitorLog::console_only(path, None)
+    })
+}
+
+/// Writes the lines the original wrote for one pass: `Found <n> dead
+/// worker(s): …` (WARNING) or `All workers healthy`, then `Auto-restart
+/// disabled. …` when restarting is off and some worker is dead.
+pub fn log_pass_summary(log: &mut MonitorLog, decision: &Decision, auto_restart: bool) {
+    let dead: Vec<&str> = decision
+        .workers
+        .iter()
+        .filter(|w| w.verdict.is_failure())
+        .map(|w| w.id.as_str())
+        .collect();
+    if dead.is_empty() {
+        log.log(Level::Info, "All workers healthy");
+    } else {
+        log.log(
+            Level::Warning,
+            &format!("Found {} dead worker(s): {}", dead.len(), dead.join(", ")),
+        );
+        if !auto_restart {
+            log.log(
+                Level::Info,
+                "Auto-restart disabled. Use --auto-restart to enable.",
+            );
+        }
+    }
+}
+
+/// Prints warnings on stderr (unless quiet) and writes them to the log.
+pub fn report_warnings(log: &mut MonitorLog, warnings: &[String], quiet: bool) {
+    for warning in warnings {
+        log.file_only(Level::Warning, warning);
+        if !quiet {
+            eprintln!("pidwatch: warning: {warning}");
+        }
+    }
+}
+
+/// Prints a pass's result: JSON, the table, or nothing under `--quiet`.
+pub fn print_report(settings: &Settings, report: &Report) {
+    let out = &settings.output;
+    if out.json {
+        crate::print_stdout(&format!("{}\n", report.to_json()));
+    } else if !out.quiet {
+        crate::print_stdout(&report.to_table(out.color));
+    }
+}
+
+/// Runs one check and returns the exit code: 0 when no worker is dead or
+/// given up, 1 otherwise (also when `--auto-restart` restarted it).
+///
+/// Errors: those of [`Observer::open`] and [`Observer::observe`] (exit 3), a
+/// held lock (exit 2).
+pub fn run(settings: &Settings) -> Result<i32> {
+    let observer = Observer::open(settings)?;
+    let mut log = open_log(settings);
+    log.file_only(
+        Level::Info,
+        &format!("Monitoring initiative: {}", observer.initiative.name),
+    );
+
+    let acting = settings.policy.auto_restart;
+    // The lock is taken before reading, so that the view acted upon is not
+    // one another monitor is changing.
+    let _lock = if acting && !settings.spawn.dry_run {
+        Some(crate::lock::acquire(&settings.paths.lock_file)?)
+    } else {
+        None
+    };
+    let state = if acting && !settings.spawn.dry_run {
+        Some(StateDb::open(&settings.paths.state_db)?)
+    } else {
+        StateDb::open_existing(&settings.paths.state_db)?
+    };
+
+    let Observation {
+        snapshot,
+        streams,
+        mut warnings,
+    } = observer.observe(state.as_ref(), None)?;
+    let decision = decide(&settings.policy, &snapshot);
+    warnings.extend(decision.warnings.iter().cloned());
+    report_warnings(&mut log, &warnings, settings.output.quiet);
+    log_pass_summary(&mut log, &decision, acting);
+
+    if acting {
+        if !settings.output.quiet && !settings.output.json {
+            log.set_echo(Some(crate::monitor_log::Console::Plain(
+                settings.output.color,
+            )));
+        }
+        let mut actor = crate::act::Actor::new(settings, &observer, state.as_ref());
+        actor.record_verdicts(&snapshot, &decision);
+        actor.act(&mut log, &decision, &streams);
+        log.set_echo(None);
+    }
+
+    let report = Report::new(
+        &observer.initiative,
+        &snapshot,
+        &decision,
+        warnings,
+        Default::default(),
+    );
+    print_report(settings, &report);
+    Ok(if decision.has_failures() {
+        EXIT_FAILURES
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Whether a verdict list holds any failure; used by `status`.
+pub fn any_failure(verdicts: impl IntoIterator<Item = Verdict>) -> bool {
+    verdicts.into_iter().any(Verdict::is_failure)
+}

@@ -1,0 +1,274 @@
+//! The command line (clap derive). Parsing only: no I/O, no system calls.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  pidwatch                                  # the same as `pidwatch check`
+  pidwatch check --json | jq .summary       # for scripts; exit code 0, 1, 2 or 3
+  pidwatch check --auto-restart             # one-shot heal, for cron or CI
+  pidwatch run --auto-restart               # long-running monitor (what systemd runs)
+  pidwatch run --auto-restart --daemon      # detached, for hosts without systemd
+  pidwatch status                           # verdicts, PIDs, uptime, attempts
+  pidwatch history Stream-B                 # the journal of one worker
+  pidwatch reset Stream-B                   # clear attempts and the given-up mark
+  pidwatch demo                             # a real orchestration in a temp dir
+
+Exit codes: 0 none dead or given up; 1 some; 2 usage or configuration error;
+3 could not check (task DB or orchestrator dir missing, unreadable, locked,
+or of an unknown schema).";
+
+/// A PID-file watchdog for the claude-copilot stream orchestrator (and any
+/// worker that leaves a PID file).
+///
+/// pidwatch reads each worker's PID file, verifies the process behind it
+/// (zombie state, start time against the PID file, process group), reads the
+/// worker's tasks and dependencies from the Task Copilot database, and
+/// decides which workers died before their work was done. With
+/// --auto-restart it brings them back through the orchestrator's wrapper,
+/// under a restart cap with exponential backoff, and journals every step.
+#[derive(Debug, Parser)]
+#[command(name = "pidwatch", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// What to do; `check` when none is given.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Where output colour comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal and `NO_COLOR` is unset.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// Options accepted before or after any subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The orchestrator dir, holding `pids/` and `logs/` [default: .claude/orchestrator]
+    #[arg(long, global = true, env = "PIDWATCH_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// The Task Copilot DB [default: ~/.claude/tasks/<workspace>/tasks.db]
+    #[arg(long, global = true, env = "PIDWATCH_TASKS_DB", value_name = "PATH")]
+    pub tasks_db: Option<PathBuf>,
+
+    /// The Memory Copilot DB, for the active initiative [default: ~/.claude/memory/<workspace>/memory.db]
+    #[arg(long, global = true, env = "PIDWATCH_MEMORY_DB", value_name = "PATH")]
+    pub memory_db: Option<PathBuf>,
+
+    /// The workspace id [default: the folder name of the project root, two levels above DIR]
+    #[arg(long, global = true, env = "WORKSPACE_ID", value_name = "ID")]
+    pub workspace: Option<String>,
+
+    /// The initiative to watch [default: the active initiative of the memory DB]
+    #[arg(long, global = true, env = "PIDWATCH_INITIATIVE", value_name = "ID")]
+    pub initiative: Option<String>,
+
+    /// pidwatch's own state DB (restart attempts, journal) [default: DIR/pidwatch.db]
+    #[arg(long, global = true, env = "PIDWATCH_STATE_DB", value_name = "PATH")]
+    pub state_db: Option<PathBuf>,
+
+    /// The monitor log [default: DIR/logs/monitor.log]
+    #[arg(long, global = true, env = "PIDWATCH_LOG_FILE", value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
+    /// Print JSON on stdout instead of a table
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print nothing but errors (the exit code tells the outcome)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Colour the output (NO_COLOR is honoured under `auto`)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every worker once and exit 0, 1, 2 or 3 (the default)
+    #[command(after_help = "\
+Examples:
+  pidwatch check
+  pidwatch check --json
+  pidwatch check --auto-restart --max-restarts 3
+  pidwatch check --auto-restart --dry-run")]
+    Check(CheckArgs),
+
+    /// Show each worker's verdict, PID, uptime, resources, attempts and last event
+    #[command(after_help = "Examples:\n  pidwatch status\n  pidwatch status --json")]
+    Status(StatusArgs),
+
+    /// Print the journal of restarts and other events
+    #[command(
+        after_help = "Examples:\n  pidwatch history\n  pidwatch history Stream-B --limit 20\n  pidwatch history --json"
+    )]
+    History(HistoryArgs),
+
+    /// Clear a worker's restart attempts and given-up mark
+    #[command(after_help = "Examples:\n  pidwatch reset Stream-B")]
+    Reset(ResetArgs),
+
+    /// Print the worker wrapper script, to install as DIR/worker-wrapper.sh
+    #[command(
+        after_help = "Examples:\n  pidwatch wrapper > .claude/orchestrator/worker-wrapper.sh\n  chmod +x .claude/orchestrator/worker-wrapper.sh"
+    )]
+    Wrapper,
+}
+
+/// Options of `check`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CheckArgs {
+    /// Restart options.
+    #[command(flatten)]
+    pub restart: RestartArgs,
+}
+
+/// Options of restarting, shared by `check` and `run`.
+#[derive(Debug, Clone, Args)]
+pub struct RestartArgs {
+    /// Restart dead workers through the wrapper
+    #[arg(long)]
+    pub auto_restart: bool,
+
+    /// Restart cap per worker and initiative
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub max_restarts: u32,
+
+    /// Backoff base: attempt k ≥ 2 waits SECS × 2^(k-1) after attempt k-1; 0 allowed
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub restart_delay: f64,
+
+    /// The longest backoff
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    pub max_restart_delay: f64,
+
+    /// A restarted worker running this long gets its attempts reset
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    pub stable_after: f64,
+
+    /// How long to wait for the new PID file after spawning the wrapper
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub spawn_timeout: f64,
+
+    /// How long survivors get between SIGTERM and SIGKILL
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub stop_timeout: f64,
+
+    /// The worker command the wrapper runs (through `sh -c`) [default: the wrapper's own, `claude`]
+    #[arg(long, env = "PIDWATCH_WORKER_COMMAND", value_name = "CMD")]
+    pub worker_command: Option<String>,
+
+    /// The wrapper script [default: DIR/worker-wrapper.sh]
+    #[arg(long, env = "PIDWATCH_WRAPPER", value_name = "PATH")]
+    pub wrapper: Option<PathBuf>,
+
+    /// Log and print what would be done; do nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl Default for RestartArgs {
+    fn default() -> Self {
+        RestartArgs {
+            auto_restart: false,
+            max_restarts: 2,
+            restart_delay: 5.0,
+            max_restart_delay: 300.0,
+            stable_after: 600.0,
+            spawn_timeout: 5.0,
+            stop_timeout: 10.0,
+            worker_command: None,
+            wrapper: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Restart options.
+    #[command(flatten)]
+    pub restart: RestartArgs,
+
+    /// Seconds between full sweeps (deaths are seen at once regardless)
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub interval: f64,
+
+    /// Detach from the terminal (for hosts without systemd)
+    #[arg(long)]
+    pub daemon: bool,
+
+    /// The monitor's own PID file under --daemon [default: DIR/pidwatch.pid]
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+}
+
+/// Options of `status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The restart cap the monitor runs with, to show attempts against
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub max_restarts: u32,
+}
+
+/// Options of `history`.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Only this worker's events
+    pub worker: Option<String>,
+
+    /// At most this many of the newest events
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+/// Options of `reset`.
+#[derive(Debug, Clone, Args)]
+pub struct ResetArgs {
+    /// The worker (stream id) to reset
+    pub worker: String,
+}
+
+/// Options of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Leave the demo folder in place for a look
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_subcommand() {
+        let before = Cli::try_parse_from(["pidwatch", "--dir", "x", "check", "--json"]).unwrap();
+        let after = Cli::try_parse_from(["pidwatch", "check", "--dir", "x", "--json"]).unwrap();
+        assert_eq!(before.global.dir, after.global.dir);
+        assert!(before.global.json && after.global.json);
+        let bare = Cli::try_parse_from(["pidwatch"]).unwrap();
+        assert!(bare.command.is_none());
+    }
+}

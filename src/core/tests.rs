@@ -1,0 +1,494 @@
+//! Table-driven tests of `decide`: every verdict and reason, backoff, cap,
+//! stable runs, unknown dependencies and cycles. Plain values, no processes.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::*;
+
+fn t(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+}
+
+fn alive(start: i64, state: char) -> Option<ProcessReading> {
+    Some(ProcessReading::Alive(ProcessInfo {
+        state,
+        start_ticks: 0,
+        start_time: t(start),
+        pgrp: 100,
+        session: 100,
+        signalable: true,
+    }))
+}
+
+fn tasks(total: u32, completed: u32, cancelled: u32) -> TaskCounts {
+    TaskCounts {
+        total,
+        completed,
+        cancelled,
+        pending: total - completed - cancelled,
+        ..TaskCounts::default()
+    }
+}
+
+/// A started worker with an incomplete stream and a valid PID file written
+/// at t(0), whose process is given.
+fn worker(id: &str, process: Option<ProcessReading>) -> WorkerSnapshot {
+    WorkerSnapshot {
+        id: id.into(),
+        pidfile: PidFileReading::Valid {
+            pid: 100,
+            mtime: t(0),
+        },
+        process,
+        started: true,
+        tasks: tasks(2, 1, 0),
+        dependencies: BTreeSet::new(),
+        record: RestartRecord::default(),
+    }
+}
+
+fn deps(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn snapshot(now: i64, workers: Vec<WorkerSnapshot>) -> Snapshot {
+    Snapshot {
+        now: t(now),
+        workers,
+    }
+}
+
+fn verdict_of(decision: &Decision, id: &str) -> (Verdict, Option<&'static str>) {
+    let w = decision.workers.iter().find(|w| w.id == id).unwrap();
+    (w.verdict, w.reason.as_ref().map(Reason::as_str))
+}
+
+#[test]
+fn every_verdict_and_reason() {
+    let gone = Some(ProcessReading::Gone);
+    let complete_dep = WorkerSnapshot {
+        tasks: tasks(1, 1, 0),
+        pidfile: PidFileReading::Missing,
+        process: None,
+        ..worker("Done", None)
+    };
+    let incomplete_dep = WorkerSnapshot {
+        pidfile: PidFileReading::Missing,
+        process: None,
+        ..worker("Busy", None)
+    };
+    type Case = (&'static str, WorkerSnapshot, Verdict, Option<&'static str>);
+    let cases: Vec<Case> = vec![
+        ("alive", worker("W", alive(0, 'S')), Verdict::Running, None),
+        (
+            "alive, running state",
+            worker("W", alive(-50, 'R')),
+            Verdict::Running,
+            None,
+        ),
+        (
+            "started within the tolerance after the PID file",
+            worker("W", alive(1, 'S')),
+            Verdict::Running,
+            None,
+        ),
+        (
+            "disk sleep is alive",
+            worker("W", alive(0, 'D')),
+            Verdict::Running,
+            None,
+        ),
+        (
+            "gone",
+            worker("W", gone.clone()),
+            Verdict::Dead,
+            Some("no_such_process"),
+        ),
+        (
+            "zombie",
+            worker("W", alive(0, 'Z')),
+            Verdict::Dead,
+            Some("zombie"),
+        ),
+        (
+            "dead state X",
+            worker("W", alive(0, 'X')),
+            Verdict::Dead,
+            Some("zombie"),
+        ),
+        (
+            "started after the PID file",
+            worker("W", alive(2, 'S')),
+            Verdict::Dead,
+            Some("pid_reused"),
+        ),
+        (
+            "no PID file, log shows a run",
+            WorkerSnapshot {
+                pidfile: PidFileReading::Missing,
+                process: None,
+                ..worker("W", None)
+            },
+            Verdict::Dead,
+            Some("no_pidfile"),
+        ),
+        (
+            "invalid PID file",
+            WorkerSnapshot {
+                pidfile: PidFileReading::Invalid(InvalidPidFile::Empty),
+                process: None,
+                ..worker("W", None)
+            },
+            Verdict::Dead,
+            Some("invalid_pidfile"),
+        ),
+        (
+            "complete stream, dead process",
+            WorkerSnapshot {
+                tasks: tasks(3, 3, 0),
+                ..worker("W", gone.clone())
+            },
+            Verdict::Completed,
+            Some("no_such_process"),
+        ),
+        (
+            "complete with a cancelled task",
+            WorkerSnapshot {
+                tasks: tasks(3, 2, 1),
+                pidfile: PidFileReading::Missing,
+                process: None,
+                ..worker("W", None)
+            },
+            Verdict::Completed,
+            Some("no_pidfile"),
+        ),
+        (
+            "all cancelled is complete",
+            WorkerSnapshot {
+                tasks: tasks(2, 0, 2),
+                ..worker("W", gone.clone())
+            },
+            Verdict::Completed,
+            Some("no_such_process"),
+        ),
+        (
+            "no tasks is never complete",
+            WorkerSnapshot {
+                tasks: tasks(0, 0, 0),
+                ..worker("W", gone.clone())
+            },
+            Verdict::Dead,
+            Some("no_such_process"),
+        ),
+        (
+            "complete but still running is running",
+            WorkerSnapshot {
+                tasks: tasks(1, 1, 0),
+                ..worker("W", alive(0, 'S'))
+            },
+            Verdict::Running,
+            None,
+        ),
+        (
+            "never started",
+            WorkerSnapshot {
+                pidfile: PidFileReading::Missing,
+                process: None,
+                started: false,
+                ..worker("W", None)
+            },
+            Verdict::NotStarted,
+            Some("no_pidfile"),
+        ),
+        (
+            "waiting on an incomplete dependency",
+            WorkerSnapshot {
+                dependencies: deps(&["Busy"]),
+                ..worker("W", gone.clone())
+            },
+            Verdict::Waiting,
+            Some("no_such_process"),
+        ),
+        (
+            "waiting on an unknown dependency",
+            WorkerSnapshot {
+                dependencies: deps(&["Nowhere"]),
+                ..worker("W", gone.clone())
+            },
+            Verdict::Waiting,
+            Some("no_such_process"),
+        ),
+        (
+            "dependency complete: dead",
+            WorkerSnapshot {
+                dependencies: deps(&["Done"]),
+                ..worker("W", gone.clone())
+            },
+            Verdict::Dead,
+            Some("no_such_process"),
+        ),
+        (
+            "self dependency is a cycle",
+            WorkerSnapshot {
+                dependencies: deps(&["W"]),
+                ..worker("W", gone.clone())
+            },
+            Verdict::Waiting,
+            Some("no_such_process"),
+        ),
+        (
+            "given up by mark",
+            WorkerSnapshot {
+                record: RestartRecord {
+                    attempts: 0,
+                    given_up: true,
+                    ..RestartRecord::default()
+                },
+                ..worker("W", gone.clone())
+            },
+            Verdict::GivenUp,
+            Some("no_such_process"),
+        ),
+        (
+            "given up by attempts at the cap",
+            WorkerSnapshot {
+                record: RestartRecord {
+                    attempts: 2,
+                    ..RestartRecord::default()
+                },
+                ..worker("W", gone.clone())
+            },
+            Verdict::GivenUp,
+            Some("no_such_process"),
+        ),
+        (
+            "one attempt below the cap is dead",
+            WorkerSnapshot {
+                record: RestartRecord {
+                    attempts: 1,
+                    ..RestartRecord::default()
+                },
+                ..worker("W", gone.clone())
+            },
+            Verdict::Dead,
+            Some("no_such_process"),
+        ),
+        (
+            "given up but alive again is running",
+            WorkerSnapshot {
+                record: RestartRecord {
+                    given_up: true,
+                    ..RestartRecord::default()
+                },
+                ..worker("W", alive(0, 'S'))
+            },
+            Verdict::Running,
+            None,
+        ),
+    ];
+    for (name, w, want, want_reason) in cases {
+        let snap = snapshot(10, vec![complete_dep.clone(), incomplete_dep.clone(), w]);
+        let decision = decide(&Policy::default(), &snap);
+        assert_eq!(
+            verdict_of(&decision, "W"),
+            (want, want_reason),
+            "case: {name}"
+        );
+        assert!(
+            decision.actions.is_empty(),
+            "no action without --auto-restart: {name}"
+        );
+    }
+}
+
+#[test]
+fn dependency_problems_are_warned_about() {
+    let gone = Some(ProcessReading::Gone);
+    let a = WorkerSnapshot {
+        dependencies: deps(&["B"]),
+        tasks: tasks(1, 1, 0),
+        ..worker("A", gone.clone())
+    };
+    let b = WorkerSnapshot {
+        dependencies: deps(&["C"]),
+        ..worker("B", gone.clone())
+    };
+    let c = WorkerSnapshot {
+        dependencies: deps(&["B", "Ghost"]),
+        ..worker("C", gone.clone())
+    };
+    let d = WorkerSnapshot {
+        dependencies: deps(&["A"]),
+        ..worker("D", gone)
+    };
+    let decision = decide(&Policy::default(), &snapshot(5, vec![a, b, c, d]));
+    assert_eq!(verdict_of(&decision, "A").0, Verdict::Completed);
+    assert_eq!(verdict_of(&decision, "B").0, Verdict::Waiting);
+    assert_eq!(verdict_of(&decision, "C").0, Verdict::Waiting);
+    // D depends on a complete stream that happens to be on no cycle itself.
+    assert_eq!(verdict_of(&decision, "D").0, Verdict::Dead);
+    let text = decision.warnings.join("\n");
+    assert!(text.contains("C depends on unknown stream Ghost"), "{text}");
+    assert!(text.contains("dependency cycle among B, C"), "{text}");
+}
+
+fn restarting() -> Policy {
+    Policy {
+        auto_restart: true,
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn backoff_doubles_from_the_second_attempt_and_is_capped() {
+    let p = Policy {
+        restart_delay: Duration::from_secs(5),
+        max_restart_delay: Duration::from_secs(300),
+        ..Policy::default()
+    };
+    let got: Vec<u64> = (1..=9).map(|k| p.backoff(k).as_secs()).collect();
+    assert_eq!(got, vec![0, 10, 20, 40, 80, 160, 300, 300, 300]);
+    assert_eq!(p.backoff(200), Duration::from_secs(300), "no overflow");
+    let zero = Policy {
+        restart_delay: Duration::ZERO,
+        ..p
+    };
+    assert_eq!(zero.backoff(5), Duration::ZERO);
+}
+
+#[test]
+fn restart_plan_follows_backoff_and_cap() {
+    let dead_with = |attempts: u32, last: Option<i64>, given_up: bool| WorkerSnapshot {
+        record: RestartRecord {
+            attempts,
+            last_attempt: last.map(t),
+            given_up,
+            last_verdict: Some(Verdict::Dead),
+        },
+        ..worker("W", Some(ProcessReading::Gone))
+    };
+    let policy = Policy {
+        max_restarts: 3,
+        ..restarting()
+    };
+    // (case, worker, now, expected actions, expected next_due)
+    let restart = |attempt| {
+        vec![Action::Restart {
+            worker: "W".into(),
+            attempt,
+            max: 3,
+        }]
+    };
+    type Case = (&'static str, WorkerSnapshot, i64, Vec<Action>, Option<i64>);
+    let cases: Vec<Case> = vec![
+        (
+            "first attempt at once",
+            dead_with(0, None, false),
+            0,
+            restart(1),
+            None,
+        ),
+        (
+            "second waits 10 s: early",
+            dead_with(1, Some(100), false),
+            109,
+            vec![],
+            Some(110),
+        ),
+        (
+            "second waits 10 s: due",
+            dead_with(1, Some(100), false),
+            110,
+            restart(2),
+            None,
+        ),
+        (
+            "third waits 20 s",
+            dead_with(2, Some(100), false),
+            119,
+            vec![],
+            Some(120),
+        ),
+        (
+            "cap reached: give up once",
+            dead_with(3, Some(100), false),
+            500,
+            vec![Action::GiveUp {
+                worker: "W".into(),
+                max: 3,
+            }],
+            None,
+        ),
+        (
+            "already given up: nothing",
+            dead_with(3, Some(100), true),
+            500,
+            vec![],
+            None,
+        ),
+    ];
+    for (name, w, now, want, due) in cases {
+        let decision = decide(&policy, &snapshot(now, vec![w]));
+        assert_eq!(decision.actions, want, "case: {name}");
+        assert_eq!(decision.next_due, due.map(t), "case: {name}");
+    }
+}
+
+#[test]
+fn stable_runs_reset_attempts() {
+    let running = |start: i64| WorkerSnapshot {
+        record: RestartRecord {
+            attempts: 2,
+            last_attempt: Some(t(start)),
+            ..RestartRecord::default()
+        },
+        pidfile: PidFileReading::Valid {
+            pid: 100,
+            mtime: t(start),
+        },
+        ..worker("W", alive(start, 'S'))
+    };
+    let policy = Policy {
+        stable_after: Duration::from_secs(600),
+        ..restarting()
+    };
+    let early = decide(&policy, &snapshot(599, vec![running(0)]));
+    assert!(early.actions.is_empty());
+    assert_eq!(early.next_due, Some(t(600)));
+    let stable = decide(&policy, &snapshot(600, vec![running(0)]));
+    assert_eq!(
+        stable.actions,
+        vec![Action::ResetAttempts { worker: "W".into() }]
+    );
+}
+
+#[test]
+fn nothing_is_planned_for_live_waiting_or_unstarted_workers() {
+    let waiting = WorkerSnapshot {
+        dependencies: deps(&["Ghost"]),
+        ..worker("A", Some(ProcessReading::Gone))
+    };
+    let unstarted = WorkerSnapshot {
+        started: false,
+        pidfile: PidFileReading::Missing,
+        process: None,
+        ..worker("B", None)
+    };
+    let live = worker("C", alive(0, 'S'));
+    let decision = decide(&restarting(), &snapshot(5, vec![waiting, unstarted, live]));
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+}
+
+#[test]
+fn verdict_changes_are_flagged_against_the_record() {
+    let mut w = worker("W", Some(ProcessReading::Gone));
+    w.record.last_verdict = Some(Verdict::Dead);
+    let same = decide(&Policy::default(), &snapshot(1, vec![w.clone()]));
+    assert!(!same.workers[0].changed);
+    w.record.last_verdict = Some(Verdict::Running);
+    let changed = decide(&Policy::default(), &snapshot(1, vec![w]));
+    assert!(changed.workers[0].changed);
+}

@@ -1,0 +1,75 @@
+//! pidwatch's errors, and the one place that maps them to exit codes.
+
+use std::path::{Path, PathBuf};
+
+/// Exit code: no worker is dead or given up.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: at least one worker is dead or given up.
+pub const EXIT_FAILURES: i32 = 1;
+/// Exit code: usage or configuration error.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: could not check.
+pub const EXIT_CANNOT_CHECK: i32 = 3;
+
+/// An error that ends a pidwatch command. Each names the file or setting at
+/// fault and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is wrong or missing (exit 2).
+    #[error("{0}")]
+    Config(String),
+    /// Another pidwatch holds the orchestrator dir's lock (exit 2).
+    #[error("another pidwatch (PID {holder}) is acting on this orchestrator dir; lock file {path}")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The PID written in the lock file by its holder, or `?`.
+        holder: String,
+    },
+    /// A database pidwatch must read is missing, unreadable, locked, or of an
+    /// unknown schema (exit 3).
+    #[error("{kind} {path}: {what}")]
+    Database {
+        /// Which database: "task DB", "memory DB", "state DB".
+        kind: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        what: String,
+    },
+    /// A file or folder could not be read or written (exit 3).
+    #[error("{verb} {path}: {source}")]
+    Io {
+        /// What was being done: "reading", "creating", ...
+        verb: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Anything else that stops the check (exit 3).
+    #[error("{0}")]
+    CannotCheck(String),
+}
+
+impl Error {
+    /// The process exit code for this error (DESIGN.md, "Exit codes").
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Locked { .. } => EXIT_USAGE,
+            Error::Database { .. } | Error::Io { .. } | Error::CannotCheck(_) => EXIT_CANNOT_CHECK,
+        }
+    }
+
+    /// An I/O error on `path` while doing `verb`.
+    pub fn io(verb: &'static str, path: &Path, source: std::io::Error) -> Error {
+        Error::Io {
+            verb,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// pidwatch's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,238 @@
+//! Reading processes: `kill(pid, 0)` and `/proc/<pid>/stat` (see proc(5)).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use crate::core::{ProcessInfo, ProcessReading};
+
+/// The system facts needed to read `/proc`: read once, used for every process.
+#[derive(Debug, Clone)]
+pub struct Procfs {
+    root: PathBuf,
+    /// Boot time, seconds since the Unix epoch (`btime` line of `/proc/stat`).
+    boot_time: i64,
+    /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, nearly always 100).
+    ticks_per_second: u64,
+    /// The largest PID the kernel hands out (`/proc/sys/kernel/pid_max`).
+    pid_max: i32,
+}
+
+/// The fields of `/proc/<pid>/stat` that pidwatch uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// Field 2, the command name, without its parentheses.
+    pub comm: String,
+    /// Field 3, the state letter.
+    pub state: char,
+    /// Field 4, the parent's PID.
+    pub ppid: i32,
+    /// Field 5, the process group id.
+    pub pgrp: i32,
+    /// Field 6, the session id.
+    pub session: i32,
+    /// Field 22, start time in clock ticks after boot.
+    pub start_ticks: u64,
+}
+
+impl Procfs {
+    /// Reads boot time, clock-tick rate and `pid_max` from `/proc`.
+    ///
+    /// Errors: `/proc/stat` or `/proc/sys/kernel/pid_max` unreadable or
+    /// malformed (no procfs mounted, say).
+    pub fn new() -> io::Result<Procfs> {
+        Procfs::at(Path::new("/proc"))
+    }
+
+    /// Like [`Procfs::new`] with another mount point of procfs.
+    pub fn at(root: &Path) -> io::Result<Procfs> {
+        let stat = fs::read_to_string(root.join("stat"))?;
+        let boot_time = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .ok_or_else(|| bad_data(root.join("stat"), "no btime line"))?;
+        let pid_max = fs::read_to_string(root.join("sys/kernel/pid_max"))?
+            .trim()
+            .parse::<i32>()
+            .map_err(|e| bad_data(root.join("sys/kernel/pid_max"), &e.to_string()))?;
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|t| *t > 0)
+            .unwrap_or(100) as u64;
+        Ok(Procfs {
+            root: root.to_path_buf(),
+            boot_time,
+            ticks_per_second: ticks,
+            pid_max,
+        })
+    }
+
+    /// The kernel's largest PID (`/proc/sys/kernel/pid_max`).
+    pub fn pid_max(&self) -> i32 {
+        self.pid_max
+    }
+
+    /// Turns a start time in clock ticks after boot into wall time.
+    pub fn wall_time(&self, start_ticks: u64) -> DateTime<Utc> {
+        let tps = self.ticks_per_second;
+        let secs = self.boot_time + (start_ticks / tps) as i64;
+        let nanos = ((start_ticks % tps) * 1_000_000_000 / tps) as u32;
+        DateTime::from_timestamp(secs, nanos).unwrap_or_default()
+    }
+
+    /// Reads `/proc/<pid>/stat`. `Ok(None)` when there is no such process.
+    pub fn stat(&self, pid: i32) -> io::Result<Option<Stat>> {
+        let path = self.root.join(pid.to_string()).join("stat");
+        match fs::read(&path) {
+            Ok(bytes) => parse_stat(&bytes)
+                .map(Some)
+                .ok_or_else(|| bad_data(path, "malformed")),
+            // A process that exits while being read gives ENOENT or ESRCH.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(Errno::ESRCH as i32) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Observes the process `pid`: `kill(pid, 0)` first (ESRCH: gone; EPERM:
+    /// exists but not ours), then `/proc/<pid>/stat` for state, start time,
+    /// process group and session.
+    ///
+    /// Errors: `/proc/<pid>/stat` unreadable for a reason other than the
+    /// process being gone, or malformed.
+    pub fn observe(&self, pid: i32) -> io::Result<ProcessReading> {
+        let signalable = match kill(Pid::from_raw(pid), None) {
+            Ok(()) => true,
+            Err(Errno::EPERM) => false,
+            Err(Errno::ESRCH) => return Ok(ProcessReading::Gone),
+            Err(e) => return Err(io::Error::from(e)),
+        };
+        Ok(match self.stat(pid)? {
+            None => ProcessReading::Gone,
+            Some(stat) => ProcessReading::Alive(ProcessInfo {
+                state: stat.state,
+                start_ticks: stat.start_ticks,
+                start_time: self.wall_time(stat.start_ticks),
+                pgrp: stat.pgrp,
+                session: stat.session,
+                signalable,
+            }),
+        })
+    }
+
+    /// The PIDs of every process whose process group or session is `id`,
+    /// with their stat. Reads all of `/proc`: for stopping survivors only,
+    /// never in a routine pass.
+    pub fn members_of(&self, id: i32) -> io::Result<Vec<(i32, Stat)>> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&self.root)? {
+            let Some(pid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if let Ok(Some(stat)) = self.stat(pid)
+                && (stat.pgrp == id || stat.session == id)
+            {
+                found.push((pid, stat));
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn bad_data(path: PathBuf, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: {what}", path.display()),
+    )
+}
+
+/// Parses the text of `/proc/<pid>/stat`. The command name (field 2) may hold
+/// spaces and parentheses, so it spans from the first `(` to the *last* `)`.
+pub fn parse_stat(bytes: &[u8]) -> Option<Stat> {
+    let open = bytes.iter().position(|b| *b == b'(')?;
+    let close = bytes.iter().rposition(|b| *b == b')')?;
+    if close < open {
+        return None;
+    }
+    let comm = String::from_utf8_lossy(&bytes[open + 1..close]).into_owned();
+    let rest = std::str::from_utf8(bytes.get(close + 1..)?).ok()?;
+    // rest[0] is field 3; field n is at index n - 3.
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).copied();
+    let mut state_chars = field(3)?.chars();
+    let state = state_chars.next()?;
+    if state_chars.next().is_some() {
+        return None;
+    }
+    Some(Stat {
+        comm,
+        state,
+        ppid: field(4)?.parse().ok()?,
+        pgrp: field(5)?.parse().ok()?,
+        session: field(6)?.parse().ok()?,
+        start_ticks: field(22)?.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(comm: &str, state: char, start: u64) -> String {
+        format!(
+            "4242 ({comm}) {state} 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {start} 1000 10 \
+             18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0"
+        )
+    }
+
+    #[test]
+    fn parses_plain_and_tricky_command_names() {
+        for comm in ["sleep", "my worker", "a) b (c", ")", "((", "x) S 1 2 3"] {
+            let stat = parse_stat(line(comm, 'S', 987654).as_bytes()).expect(comm);
+            assert_eq!(stat.comm, comm);
+            assert_eq!(stat.state, 'S');
+            assert_eq!(stat.ppid, 1);
+            assert_eq!(stat.pgrp, 4242);
+            assert_eq!(stat.session, 4242);
+            assert_eq!(stat.start_ticks, 987654);
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_stat() {
+        assert_eq!(parse_stat(b""), None);
+        assert_eq!(parse_stat(b"12 sleep S 1"), None);
+        assert_eq!(parse_stat(b"12 (sleep) S 1 2"), None);
+        assert_eq!(parse_stat(b"12 )sleep( S"), None);
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let procfs = Procfs::new().unwrap();
+        let me = std::process::id() as i32;
+        let stat = procfs.stat(me).unwrap().unwrap();
+        assert!(matches!(stat.state, 'R' | 'S'));
+        let started = procfs.wall_time(stat.start_ticks);
+        let now = Utc::now();
+        assert!(
+            started <= now + chrono::TimeDelta::seconds(1),
+            "{started} vs {now}"
+        );
+        assert!(procfs.pid_max() >= 301);
+    }
+}

@@ -1,0 +1,304 @@
+//! Output: the human table and the `--json` document.
+//!
+//! The JSON document (`check --json`, `status --json`):
+//!
+//! ```json
+//! {
+//!   "initiative": {"id": "…", "name": "…"},
+//!   "workers": [
+//!     {"id": "Stream-B", "verdict": "dead", "reason": "no_such_process", "detail": null,
+//!      "pid": 4242, "dependencies": ["Stream-A"],
+//!      "tasks": {"total": 3, "completed": 1, "in_progress": 1, "pending": 1,
+//!                "blocked": 0, "cancelled": 0}}
+//!   ],
+//!   "summary": {"running": 0, "completed": 0, "not_started": 0, "waiting": 0,
+//!               "given_up": 0, "dead": 1},
+//!   "warnings": []
+//! }
+//! ```
+
+use std::collections::BTreeMap;
+
+use owo_colors::OwoColorize;
+use serde::Serialize;
+
+use crate::core::{Decision, Snapshot, TaskCounts, Verdict};
+use crate::taskdb::Initiative;
+
+/// Extra per-worker facts shown by `status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusExtra {
+    /// Seconds since the running process started (`None` when not running).
+    pub uptime_seconds: Option<u64>,
+    /// Resident set size of the running process, bytes (sysinfo).
+    pub rss_bytes: Option<u64>,
+    /// CPU use of the running process since the previous refresh, percent of one core (sysinfo).
+    pub cpu_percent: Option<f32>,
+    /// Restart attempts counted against the cap.
+    pub attempts: u32,
+    /// The restart cap.
+    pub max_restarts: u32,
+    /// The newest journal event: `(time RFC 3339, kind, detail)`.
+    pub last_event: Option<LastEvent>,
+}
+
+/// The newest journal event of a worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastEvent {
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// The event kind, e.g. `restarted`.
+    pub kind: String,
+    /// Its detail, if any.
+    pub detail: Option<String>,
+}
+
+/// One worker in the JSON document.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerJson {
+    /// Worker (stream) id.
+    pub id: String,
+    /// Verdict name.
+    pub verdict: Verdict,
+    /// Reason name, `null` when running.
+    pub reason: Option<&'static str>,
+    /// The exact problem of an invalid PID file, else `null`.
+    pub detail: Option<String>,
+    /// The PID of a valid PID file, else `null`.
+    pub pid: Option<i32>,
+    /// Stream ids it depends on.
+    pub dependencies: Vec<String>,
+    /// Task counts.
+    pub tasks: TaskCounts,
+    /// `status` only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusExtra>,
+}
+
+/// The count of workers per verdict.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Running workers.
+    pub running: usize,
+    /// Completed workers.
+    pub completed: usize,
+    /// Workers never started.
+    pub not_started: usize,
+    /// Workers waiting on a dependency.
+    pub waiting: usize,
+    /// Workers given up.
+    pub given_up: usize,
+    /// Dead workers.
+    pub dead: usize,
+}
+
+impl Summary {
+    /// Counts the verdicts of a decision.
+    pub fn of(decision: &Decision) -> Summary {
+        let mut s = Summary::default();
+        for w in &decision.workers {
+            *match w.verdict {
+                Verdict::Running => &mut s.running,
+                Verdict::Completed => &mut s.completed,
+                Verdict::NotStarted => &mut s.not_started,
+                Verdict::Waiting => &mut s.waiting,
+                Verdict::GivenUp => &mut s.given_up,
+                Verdict::Dead => &mut s.dead,
+            } += 1;
+        }
+        s
+    }
+
+    /// One line: `4 workers: 1 running, 1 completed, …`.
+    pub fn line(&self) -> String {
+        let total = self.running
+            + self.completed
+            + self.not_started
+            + self.waiting
+            + self.given_up
+            + self.dead;
+        format!(
+            "{total} worker(s): {} running, {} completed, {} not started, {} waiting, {} given up, {} dead",
+            self.running, self.completed, self.not_started, self.waiting, self.given_up, self.dead
+        )
+    }
+}
+
+/// The JSON document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The initiative watched.
+    pub initiative: InitiativeJson,
+    /// The workers, sorted by id.
+    pub workers: Vec<WorkerJson>,
+    /// Count per verdict.
+    pub summary: Summary,
+    /// Warnings met (also printed on stderr).
+    pub warnings: Vec<String>,
+}
+
+/// The initiative in the JSON document.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitiativeJson {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl Report {
+    /// Builds the document from a pass. `extras` adds `status` fields per worker id.
+    pub fn new(
+        initiative: &Initiative,
+        snapshot: &Snapshot,
+        decision: &Decision,
+        warnings: Vec<String>,
+        mut extras: BTreeMap<String, StatusExtra>,
+    ) -> Report {
+        let workers = decision
+            .workers
+            .iter()
+            .zip(&snapshot.workers)
+            .map(|(d, w)| WorkerJson {
+                id: d.id.clone(),
+                verdict: d.verdict,
+                reason: d.reason.as_ref().map(|r| r.as_str()),
+                detail: d.reason.as_ref().and_then(|r| r.detail()),
+                pid: d.pid,
+                dependencies: w.dependencies.iter().cloned().collect(),
+                tasks: w.tasks.clone(),
+                status: extras.remove(&d.id),
+            })
+            .collect();
+        Report {
+            initiative: InitiativeJson {
+                id: initiative.id.clone(),
+                name: initiative.name.clone(),
+            },
+            workers,
+            summary: Summary::of(decision),
+            warnings,
+        }
+    }
+
+    /// The document as pretty JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// The human table: a header, one line per worker, the summary line.
+    pub fn to_table(&self, color: bool) -> String {
+        let status = self.workers.iter().any(|w| w.status.is_some());
+        let mut rows: Vec<Vec<String>> = vec![
+            [
+                "WORKER",
+                "VERDICT",
+                "PID",
+                "REASON",
+                "TASKS",
+                "DEPENDENCIES",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
+        if status {
+            rows[0].extend(["UPTIME", "RSS", "CPU", "RESTARTS", "LAST EVENT"].map(String::from));
+        }
+        for w in &self.workers {
+            let reason = match (&w.reason, &w.detail) {
+                (Some(r), Some(d)) => format!("{r} ({d})"),
+                (Some(r), None) => r.to_string(),
+                (None, _) => "-".into(),
+            };
+            let mut row = vec![
+                w.id.clone(),
+                w.verdict.to_string(),
+                w.pid.map_or("-".into(), |p| p.to_string()),
+                reason,
+                format!(
+                    "{}/{}",
+                    w.tasks.completed + w.tasks.cancelled,
+                    w.tasks.total
+                ),
+                if w.dependencies.is_empty() {
+                    "-".into()
+                } else {
+                    w.dependencies.join(",")
+                },
+            ];
+            if let Some(s) = &w.status {
+                row.push(s.uptime_seconds.map_or("-".into(), human_duration));
+                row.push(
+                    s.rss_bytes
+                        .map_or("-".into(), |b| format!("{:.1}M", b as f64 / 1048576.0)),
+                );
+                row.push(s.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")));
+                row.push(format!("{}/{}", s.attempts, s.max_restarts));
+                row.push(s.last_event.as_ref().map_or("-".into(), |e| {
+                    format!("{} {}", e.kind, e.at.get(..19).unwrap_or(&e.at))
+                }));
+            }
+            rows.push(row);
+        }
+        let columns = rows[0].len();
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = format!(
+            "Initiative: {} ({})\n",
+            self.initiative.name, self.initiative.id
+        );
+        for (i, row) in rows.iter().enumerate() {
+            let mut line = String::new();
+            for (c, cell) in row.iter().enumerate() {
+                let padded = if c + 1 == columns {
+                    cell.clone()
+                } else {
+                    format!("{cell:<width$}  ", width = widths[c])
+                };
+                if color && i == 0 {
+                    line.push_str(&padded.bold().to_string());
+                } else if color && c == 1 {
+                    line.push_str(&paint(self.workers[i - 1].verdict, &padded));
+                } else {
+                    line.push_str(&padded);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out.push_str(&self.summary.line());
+        out.push('\n');
+        out
+    }
+}
+
+fn paint(verdict: Verdict, text: &str) -> String {
+    match verdict {
+        Verdict::Running => text.green().to_string(),
+        Verdict::Completed => text.cyan().to_string(),
+        Verdict::NotStarted => text.dimmed().to_string(),
+        Verdict::Waiting => text.yellow().to_string(),
+        Verdict::GivenUp => text.magenta().bold().to_string(),
+        Verdict::Dead => text.red().bold().to_string(),
+    }
+}
+
+/// `3d4h`, `2h05m`, `4m10s`, `9s`.
+pub fn human_duration(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    if d > 0 {
+        format!("{d}d{h}h")
+    } else if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}

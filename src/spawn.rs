@@ -1,0 +1,361 @@
+//! Starting and stopping processes: the wrapper, its new PID file, the
+//! survivors of a dead worker, its work dir.
+//!
+//! Signals are only ever sent to processes whose identity was verified after a
+//! pidfd (`pidfd_open(2)`) pinned them: the PID, its start time and its group
+//! or session are read again once the pidfd is open, so a PID reused in
+//! between is caught, and the signal goes through the pidfd
+//! (`pidfd_send_signal(2)`), which cannot reach another process.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::core::{PidFileReading, ProcessReading, START_TIME_TOLERANCE};
+use crate::pidfile;
+use crate::procfs::Procfs;
+
+/// Environment variables of pidwatch's own service manager that must not
+/// reach workers: a worker must not talk to pidwatch's systemd socket or
+/// inherit its watchdog or sockets.
+pub const SCRUBBED_ENV: [&str; 5] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+];
+
+/// The wrapper's argv contract (reference, section 2), plus pidwatch's
+/// optional worker command.
+#[derive(Debug, Clone)]
+pub struct WrapperCall<'a> {
+    /// The wrapper script.
+    pub wrapper: &'a Path,
+    /// The stream id.
+    pub worker: &'a str,
+    /// The PID file the wrapper writes.
+    pub pid_file: &'a Path,
+    /// The folder of worker logs.
+    pub log_dir: &'a Path,
+    /// Where the worker works.
+    pub work_dir: &'a Path,
+    /// The initiative id.
+    pub initiative: &'a str,
+    /// The prompt for the worker.
+    pub prompt: &'a str,
+    /// A command run by `sh -c` instead of the wrapper's default.
+    pub worker_command: Option<&'a str>,
+}
+
+impl WrapperCall<'_> {
+    /// The argument list after the wrapper's path.
+    pub fn args(&self) -> Vec<&OsStr> {
+        let mut args: Vec<&OsStr> = vec![
+            self.worker.as_ref(),
+            self.pid_file.as_os_str(),
+            self.log_dir.as_os_str(),
+            self.work_dir.as_os_str(),
+            self.initiative.as_ref(),
+            self.prompt.as_ref(),
+        ];
+        if let Some(cmd) = self.worker_command {
+            args.extend(["--", "sh", "-c", cmd].map(OsStr::new));
+        }
+        args
+    }
+
+    /// Starts the wrapper in a new session (`setsid(2)`: it leads its own
+    /// session and process group, which outlive pidwatch), with stdin, stdout
+    /// and stderr on `/dev/null` and the environment inherited less
+    /// [`SCRUBBED_ENV`]. Returns its PID; the caller must reap it.
+    ///
+    /// Errors: the wrapper cannot be executed (missing, not executable).
+    pub fn spawn(&self) -> std::io::Result<i32> {
+        let mut cmd = Command::new(self.wrapper);
+        cmd.args(self.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .current_dir("/");
+        for var in SCRUBBED_ENV {
+            cmd.env_remove(var);
+        }
+        // SAFETY: the closure runs in the forked child before exec and only
+        // calls setsid(2), which is async-signal-safe and touches no memory
+        // shared with the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd.spawn()?;
+        Ok(child.id() as i32)
+    }
+}
+
+/// How a wrapper's wait for its PID file ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpawnOutcome {
+    /// A new PID file names this live process.
+    Running(i32),
+    /// No such PID file within the timeout.
+    TimedOut,
+    /// The wrapper exited first, with this status (`exit N` or `signal N`).
+    WrapperExited(String),
+}
+
+/// Describes a wait status: `exit 0`, `signal 9 (SIGKILL)`.
+pub fn describe_status(status: WaitStatus) -> Option<String> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(format!("exit {code}")),
+        WaitStatus::Signaled(_, sig, _) => Some(format!("signal {} ({sig})", sig as i32)),
+        _ => None,
+    }
+}
+
+/// Reaps `pid` if it has exited, without waiting; its status when it had.
+pub fn try_reap(pid: i32) -> Option<String> {
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(status) => describe_status(status),
+        Err(Errno::ECHILD) => Some("exit status unknown (reaped elsewhere)".into()),
+        Err(_) => None,
+    }
+}
+
+/// Waits until the PID file at `path` names a live process and differs from
+/// `before` (the reading taken just before the spawn), or the wrapper `child`
+/// exits, or `timeout` passes. The process must not have started more than
+/// [`START_TIME_TOLERANCE`] after the file was written.
+pub fn wait_for_pidfile(
+    procfs: &Procfs,
+    path: &Path,
+    before: &PidFileReading,
+    child: i32,
+    timeout: Duration,
+) -> SpawnOutcome {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(500);
+    loop {
+        let reading = pidfile::read(path, procfs.pid_max());
+        if let PidFileReading::Valid { pid, mtime } = &reading
+            && reading != *before
+            && let Ok(ProcessReading::Alive(info)) = procfs.observe(*pid)
+            && !info.has_exited()
+            && info.start_time <= *mtime + START_TIME_TOLERANCE
+        {
+            return SpawnOutcome::Running(*pid);
+        }
+        if let Some(status) = try_reap(child) {
+            return SpawnOutcome::WrapperExited(status);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return SpawnOutcome::TimedOut;
+        }
+        // A wrapper writes its PID file within milliseconds; poll fast at
+        // first, then back off, so that a slow one costs little CPU.
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// A process pinned by a pidfd after its identity was checked.
+struct Pinned {
+    pid: i32,
+    fd: Option<OwnedFd>,
+}
+
+/// Opens a pidfd for `pid` and checks, *after* it is open, that the process
+/// is still the one described by `start_ticks`. `Ok(None)`: gone or another
+/// process. Without pidfd support (ENOSYS) the check is made without a pin.
+fn pin(procfs: &Procfs, pid: i32, start_ticks: u64) -> Option<Pinned> {
+    let raw = rustix::process::Pid::from_raw(pid)?;
+    let fd = match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => Some(fd),
+        Err(rustix::io::Errno::NOSYS) => None,
+        Err(_) => return None,
+    };
+    match procfs.stat(pid) {
+        Ok(Some(stat)) if stat.start_ticks == start_ticks => Some(Pinned { pid, fd }),
+        _ => None,
+    }
+}
+
+impl Pinned {
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        match &self.fd {
+            Some(fd) => {
+                let rsig = if sig == nix::sys::signal::Signal::SIGKILL {
+                    rustix::process::Signal::KILL
+                } else {
+                    rustix::process::Signal::TERM
+                };
+                let _ = rustix::process::pidfd_send_signal(fd, rsig);
+            }
+            None => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(self.pid), sig);
+            }
+        }
+    }
+
+    fn has_exited(&self, procfs: &Procfs) -> bool {
+        match &self.fd {
+            // A pidfd polls readable once the process has exited.
+            Some(fd) => {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+            }
+            None => !matches!(procfs.stat(self.pid), Ok(Some(s)) if !matches!(s.state, 'Z' | 'X')),
+        }
+    }
+}
+
+/// What [`stop_survivors`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StopReport {
+    /// PIDs sent SIGTERM.
+    pub terminated: Vec<i32>,
+    /// PIDs that outlived the timeout and were sent SIGKILL.
+    pub killed: Vec<i32>,
+}
+
+/// Stops every process left in the session or process group `leader` of a
+/// dead worker: SIGTERM, up to `timeout` for them to exit, then SIGKILL.
+///
+/// The caller must have found `leader` gone or a zombie: a session or group
+/// id cannot be reused by the kernel while any member is alive, so every
+/// member found is a survivor of the worker. pidwatch itself, PID 1 and
+/// processes that cannot be pinned are never signalled.
+///
+/// Errors: `/proc` cannot be listed.
+pub fn stop_survivors(
+    procfs: &Procfs,
+    leader: i32,
+    timeout: Duration,
+) -> std::io::Result<StopReport> {
+    let me = std::process::id() as i32;
+    if leader <= 1 || leader == me {
+        return Ok(StopReport::default());
+    }
+    let pinned: Vec<Pinned> = procfs
+        .members_of(leader)?
+        .into_iter()
+        .filter(|(pid, stat)| *pid > 1 && *pid != me && !matches!(stat.state, 'Z' | 'X'))
+        .filter_map(|(pid, stat)| pin(procfs, pid, stat.start_ticks))
+        .collect();
+    let mut report = StopReport::default();
+    for p in &pinned {
+        p.signal(nix::sys::signal::Signal::SIGTERM);
+        report.terminated.push(p.pid);
+    }
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let left: Vec<&Pinned> = pinned.iter().filter(|p| !p.has_exited(procfs)).collect();
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            for p in left {
+                p.signal(nix::sys::signal::Signal::SIGKILL);
+                report.killed.push(p.pid);
+            }
+            break;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+    Ok(report)
+}
+
+/// The work dir of a worker: the project root for stream `main`, else
+/// `<project>/.claude/worktrees/<id>`.
+pub fn work_dir_for(project_root: &Path, worker: &str) -> PathBuf {
+    if worker == "main" {
+        project_root.to_path_buf()
+    } else {
+        project_root.join(".claude/worktrees").join(worker)
+    }
+}
+
+/// Makes sure the work dir exists. A missing worktree is created with
+/// `git worktree add` on branch `<id>` (made from HEAD if it does not
+/// exist) when the project root is a git repository.
+///
+/// Errors (as text for the log): the dir is missing and the project root is
+/// not a git repository, or git failed (its stderr).
+pub fn ensure_work_dir(project_root: &Path, worker: &str) -> Result<PathBuf, String> {
+    let dir = work_dir_for(project_root, worker);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    if dir.exists() {
+        return Err(format!("work dir {} is not a folder", dir.display()));
+    }
+    if worker == "main" {
+        return Err(format!("project root {} does not exist", dir.display()));
+    }
+    let git = |args: &[&OsStr]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(project_root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+    };
+    let inside = git(&["rev-parse", "--is-inside-work-tree"].map(OsStr::new));
+    if !matches!(&inside, Ok(out) if out.status.success()) {
+        return Err(format!(
+            "work dir {} is missing and the project root {} is not a git repository",
+            dir.display(),
+            project_root.display()
+        ));
+    }
+    let branch = format!("refs/heads/{worker}");
+    let has_branch = matches!(
+        git(&["rev-parse", "--verify", "--quiet", &branch].map(OsStr::new)),
+        Ok(out) if out.status.success()
+    );
+    let out = if has_branch {
+        git(&[
+            OsStr::new("worktree"),
+            OsStr::new("add"),
+            dir.as_os_str(),
+            OsStr::new(worker),
+        ])
+    } else {
+        git(&[
+            OsStr::new("worktree"),
+            OsStr::new("add"),
+            OsStr::new("-b"),
+            OsStr::new(worker),
+            dir.as_os_str(),
+        ])
+    };
+    match out {
+        Ok(out) if out.status.success() && dir.is_dir() => Ok(dir),
+        Ok(out) => Err(format!(
+            "git worktree add {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("running git: {e}")),
+    }
+}
+
+/// Wall time now; the one clock read of the act step.
+pub fn now() -> DateTime<Utc> {
+    Utc::now()
+}

@@ -1,0 +1,505 @@
+//! pidwatch's own SQLite state DB: restart attempts, given-up marks and the
+//! journal of events, per (initiative, worker).
+//!
+//! It lives at `DIR/pidwatch.db` by default, is created on first write, runs
+//! in WAL mode with `synchronous=NORMAL` (a crash of pidwatch never loses a
+//! committed row; a power cut may lose the last ones but never corrupts the
+//! file), and carries its schema version in `PRAGMA user_version`. Times are
+//! stored as RFC 3339 UTC text with microseconds, so that they sort and read
+//! well in the `sqlite3` shell.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::core::{RestartRecord, Verdict};
+use crate::error::{Error, Result};
+use crate::taskdb::{BUSY_TIMEOUT, sql_error};
+
+/// The schema version this pidwatch writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+const KIND: &str = "state DB";
+
+/// Schema version 1. Kept verbatim: a fixture of it is loaded by the tests.
+pub const SCHEMA_V1: &str = "
+CREATE TABLE workers (
+    initiative      TEXT NOT NULL,
+    worker          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at TEXT,
+    given_up_at     TEXT,
+    last_verdict    TEXT,
+    PRIMARY KEY (initiative, worker)
+);
+CREATE TABLE events (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         TEXT NOT NULL,
+    initiative TEXT,
+    worker     TEXT,
+    kind       TEXT NOT NULL,
+    pid        INTEGER,
+    attempt    INTEGER,
+    detail     TEXT
+);
+CREATE INDEX events_by_worker ON events (initiative, worker, id);
+";
+
+/// What happened, as journaled in `events.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A monitor (`run`) or an acting one-shot check started.
+    MonitorStarted,
+    /// A monitor stopped.
+    MonitorStopped,
+    /// A worker was found dead (or given up) after being otherwise.
+    DeadDetected,
+    /// A restart attempt began (recorded before the spawn).
+    RestartAttempted,
+    /// The restart succeeded: a new PID file names a live process.
+    Restarted,
+    /// The restart failed, and why.
+    RestartFailed,
+    /// Survivors of the dead worker's session or process group were stopped.
+    SurvivorsStopped,
+    /// The restart cap was reached.
+    GivenUp,
+    /// `pidwatch reset` cleared attempts and the given-up mark.
+    Reset,
+    /// Attempts reset after a stable run of `--stable-after`.
+    AttemptsReset,
+    /// A wrapper started by the monitor exited and was reaped.
+    ChildExited,
+}
+
+impl EventKind {
+    /// The snake_case name stored in the DB.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::MonitorStarted => "monitor_started",
+            EventKind::MonitorStopped => "monitor_stopped",
+            EventKind::DeadDetected => "dead_detected",
+            EventKind::RestartAttempted => "restart_attempted",
+            EventKind::Restarted => "restarted",
+            EventKind::RestartFailed => "restart_failed",
+            EventKind::SurvivorsStopped => "survivors_stopped",
+            EventKind::GivenUp => "given_up",
+            EventKind::Reset => "reset",
+            EventKind::AttemptsReset => "attempts_reset",
+            EventKind::ChildExited => "child_exited",
+        }
+    }
+}
+
+/// One row of the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// Row id, increasing.
+    pub id: i64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// The initiative id, if any.
+    pub initiative: Option<String>,
+    /// The worker id, if any.
+    pub worker: Option<String>,
+    /// What happened (an [`EventKind`] name; kept as text to read newer rows).
+    pub kind: String,
+    /// The PID concerned, if any.
+    pub pid: Option<i32>,
+    /// The attempt number, if any.
+    pub attempt: Option<u32>,
+    /// Free text: a reason, an exit status.
+    pub detail: Option<String>,
+}
+
+/// A new journal row.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent<'a> {
+    /// The worker id, if any.
+    pub worker: Option<&'a str>,
+    /// The PID concerned, if any.
+    pub pid: Option<i32>,
+    /// The attempt number, if any.
+    pub attempt: Option<u32>,
+    /// Free text.
+    pub detail: Option<String>,
+}
+
+/// An open state DB.
+pub struct StateDb {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Formats a time as stored: RFC 3339, UTC, microseconds.
+pub fn format_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl StateDb {
+    /// Opens the state DB for writing, creating it and its folder if missing,
+    /// and bringing its schema to [`SCHEMA_VERSION`].
+    ///
+    /// Errors ([`Error::Database`], exit 3): not SQLite, locked, of a newer
+    /// schema than this pidwatch knows, or the folder cannot be written.
+    pub fn open(path: &Path) -> Result<StateDb> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| sql_error(KIND, path, &e))?;
+        let db = StateDb::setup(conn, path)?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Opens an existing state DB without creating or migrating anything;
+    /// `Ok(None)` when there is no file (nothing was ever recorded).
+    pub fn open_existing(path: &Path) -> Result<Option<StateDb>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql_error(KIND, path, &e))?;
+        let db = StateDb::setup(conn, path)?;
+        match db.version()? {
+            0 => Ok(None),
+            SCHEMA_VERSION => Ok(Some(db)),
+            v => Err(db.newer(v)),
+        }
+    }
+
+    fn setup(conn: Connection, path: &Path) -> Result<StateDb> {
+        let fail = |e: rusqlite::Error| sql_error(KIND, path, &e);
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(fail)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(fail)?;
+        Ok(StateDb {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn fail(&self, e: rusqlite::Error) -> Error {
+        sql_error(KIND, &self.path, &e)
+    }
+
+    fn newer(&self, version: i64) -> Error {
+        Error::Database {
+            kind: KIND,
+            path: self.path.clone(),
+            what: format!(
+                "schema version {version} is newer than this pidwatch knows ({SCHEMA_VERSION}); \
+                 upgrade pidwatch or give another --state-db"
+            ),
+        }
+    }
+
+    fn version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.fail(e))
+    }
+
+    fn migrate(&self) -> Result<()> {
+        match self.version()? {
+            0 => {
+                let sql = format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;");
+                self.conn.execute_batch(&sql).map_err(|e| self.fail(e))
+            }
+            SCHEMA_VERSION => Ok(()),
+            v => Err(self.newer(v)),
+        }
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The restart records of every worker of `initiative`, by worker id.
+    pub fn records(&self, initiative: &str) -> Result<BTreeMap<String, RestartRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT worker, attempts, last_attempt_at, given_up_at, last_verdict \
+                 FROM workers WHERE initiative = ?1",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map([initiative], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    RestartRecord {
+                        attempts: row.get::<_, i64>(1)?.clamp(0, i64::from(u32::MAX)) as u32,
+                        last_attempt: row
+                            .get::<_, Option<String>>(2)?
+                            .as_deref()
+                            .and_then(parse_time),
+                        given_up: row.get::<_, Option<String>>(3)?.is_some(),
+                        last_verdict: row
+                            .get::<_, Option<String>>(4)?
+                            .as_deref()
+                            .and_then(Verdict::parse),
+                    },
+                ))
+            })
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.fail(e))
+    }
+
+    fn ensure_row(&self, initiative: &str, worker: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO workers (initiative, worker) VALUES (?1, ?2) \
+                 ON CONFLICT (initiative, worker) DO NOTHING",
+            )?
+            .execute(params![initiative, worker])?;
+        Ok(())
+    }
+
+    fn insert_event(
+        &self,
+        at: DateTime<Utc>,
+        initiative: Option<&str>,
+        kind: EventKind,
+        event: &NewEvent<'_>,
+    ) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events (at, initiative, worker, kind, pid, attempt, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                format_time(at),
+                initiative,
+                event.worker,
+                kind.as_str(),
+                event.pid,
+                event.attempt,
+                event.detail
+            ])?;
+        Ok(())
+    }
+
+    fn in_transaction<T>(&self, f: impl FnOnce() -> rusqlite::Result<T>) -> Result<T> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.fail(e))?;
+        match f() {
+            Ok(value) => {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| self.fail(e))?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(self.fail(e))
+            }
+        }
+    }
+
+    /// Appends one event to the journal.
+    pub fn journal(
+        &self,
+        at: DateTime<Utc>,
+        initiative: Option<&str>,
+        kind: EventKind,
+        event: NewEvent<'_>,
+    ) -> Result<()> {
+        self.insert_event(at, initiative, kind, &event)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Records the verdicts that changed in a pass, journaling `dead_detected`
+    /// for each worker that became dead or given up, in one transaction.
+    pub fn record_verdicts(
+        &self,
+        at: DateTime<Utc>,
+        initiative: &str,
+        changed: &[(&str, Verdict, Option<i32>, Option<String>)],
+    ) -> Result<()> {
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.in_transaction(|| {
+            for (worker, verdict, pid, reason) in changed {
+                self.ensure_row(initiative, worker)?;
+                self.conn
+                    .prepare_cached(
+                        "UPDATE workers SET last_verdict = ?3 WHERE initiative = ?1 AND worker = ?2",
+                    )?
+                    .execute(params![initiative, worker, verdict.as_str()])?;
+                if verdict.is_failure() {
+                    let event = NewEvent {
+                        worker: Some(worker),
+                        pid: *pid,
+                        detail: reason.clone(),
+                        ..NewEvent::default()
+                    };
+                    self.insert_event(at, Some(initiative), EventKind::DeadDetected, &event)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Counts a restart attempt *before* the spawn, so that a crash during it
+    /// still counts: sets `attempts = attempt` and journals `restart_attempted`.
+    pub fn record_attempt(
+        &self,
+        at: DateTime<Utc>,
+        initiative: &str,
+        worker: &str,
+        attempt: u32,
+    ) -> Result<()> {
+        self.in_transaction(|| {
+            self.ensure_row(initiative, worker)?;
+            self.conn
+                .prepare_cached(
+                    "UPDATE workers SET attempts = ?3, last_attempt_at = ?4 \
+                     WHERE initiative = ?1 AND worker = ?2",
+                )?
+                .execute(params![initiative, worker, attempt, format_time(at)])?;
+            let event = NewEvent {
+                worker: Some(worker),
+                attempt: Some(attempt),
+                ..NewEvent::default()
+            };
+            self.insert_event(at, Some(initiative), EventKind::RestartAttempted, &event)
+        })
+    }
+
+    /// Marks the worker given up and journals `given_up`.
+    pub fn give_up(
+        &self,
+        at: DateTime<Utc>,
+        initiative: &str,
+        worker: &str,
+        detail: String,
+    ) -> Result<()> {
+        self.in_transaction(|| {
+            self.ensure_row(initiative, worker)?;
+            self.conn
+                .prepare_cached(
+                    "UPDATE workers SET given_up_at = ?3, last_verdict = 'given_up' \
+                     WHERE initiative = ?1 AND worker = ?2",
+                )?
+                .execute(params![initiative, worker, format_time(at)])?;
+            let event = NewEvent {
+                worker: Some(worker),
+                detail: Some(detail),
+                ..NewEvent::default()
+            };
+            self.insert_event(at, Some(initiative), EventKind::GivenUp, &event)
+        })
+    }
+
+    /// Clears attempts (and, when `clear_given_up`, the given-up mark), and
+    /// journals `kind` (`reset` or `attempts_reset`). Returns whether the
+    /// worker had a row.
+    pub fn reset(
+        &self,
+        at: DateTime<Utc>,
+        initiative: &str,
+        worker: &str,
+        kind: EventKind,
+        clear_given_up: bool,
+    ) -> Result<bool> {
+        self.in_transaction(|| {
+            let sql = if clear_given_up {
+                "UPDATE workers SET attempts = 0, last_attempt_at = NULL, given_up_at = NULL, \
+                 last_verdict = NULL WHERE initiative = ?1 AND worker = ?2"
+            } else {
+                "UPDATE workers SET attempts = 0, last_attempt_at = NULL \
+                 WHERE initiative = ?1 AND worker = ?2"
+            };
+            let changed = self
+                .conn
+                .prepare_cached(sql)?
+                .execute(params![initiative, worker])?;
+            let event = NewEvent {
+                worker: Some(worker),
+                ..NewEvent::default()
+            };
+            self.insert_event(at, Some(initiative), kind, &event)?;
+            Ok(changed > 0)
+        })
+    }
+
+    /// The journal of `initiative` (all initiatives when `None`), optionally
+    /// of one worker, oldest first, at most the `limit` newest rows.
+    pub fn history(
+        &self,
+        initiative: Option<&str>,
+        worker: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, at, initiative, worker, kind, pid, attempt, detail FROM events \
+                 WHERE (?1 IS NULL OR initiative = ?1 OR initiative IS NULL) \
+                   AND (?2 IS NULL OR worker = ?2) \
+                 ORDER BY id DESC LIMIT ?3",
+            )
+            .map_err(|e| self.fail(e))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![initiative, worker, limit], |row| {
+                Ok(Event {
+                    id: row.get(0)?,
+                    at: parse_time(&row.get::<_, String>(1)?).unwrap_or_default(),
+                    initiative: row.get(2)?,
+                    worker: row.get(3)?,
+                    kind: row.get(4)?,
+                    pid: row.get(5)?,
+                    attempt: row.get(6)?,
+                    detail: row.get(7)?,
+                })
+            })
+            .map_err(|e| self.fail(e))?;
+        let mut events: Vec<Event> = rows
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.fail(e))?;
+        events.reverse();
+        Ok(events)
+    }
+
+    /// The newest event of one worker.
+    pub fn last_event(&self, initiative: &str, worker: &str) -> Result<Option<Event>> {
+        Ok(self
+            .history(Some(initiative), Some(worker), 1)?
+            .into_iter()
+            .next())
+    }
+
+    /// Whether the worker has a row in `workers` (it was ever recorded).
+    pub fn knows(&self, initiative: &str, worker: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM workers WHERE initiative = ?1 AND worker = ?2",
+                params![initiative, worker],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(|e| self.fail(e))
+    }
+}

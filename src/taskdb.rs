@@ -1,0 +1,458 @@
+//! Reading the Task Copilot task DB and the Memory Copilot memory DB.
+//!
+//! Both belong to another program that writes them concurrently (WAL mode), so
+//! they are opened read-only, with a busy timeout of [`BUSY_TIMEOUT`], and
+//! never written. The schema is the one of
+//! `reference/claude-copilot-orchestration.md`, section 3; tables pidwatch does
+//! not need may be present or absent, and `tasks.archived` is optional (it
+//! came with a later migration).
+//!
+//! Task metadata is JSON kept in a TEXT column. It is parsed here, row by row,
+//! not with SQLite's `json_extract`, which fails the whole query on one
+//! malformed row: a bad row becomes a warning that names the task, and is
+//! skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::core::TaskCounts;
+use crate::error::{Error, Result};
+
+/// How long a read waits for a writer's lock before giving up (exit 3).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An initiative of the memory DB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initiative {
+    /// `initiatives.id`, a UUID; PRDs refer to it in `prds.initiative_id`.
+    pub id: String,
+    /// `initiatives.name`, for display (the id when unknown).
+    pub name: String,
+}
+
+impl Initiative {
+    /// The first 8 characters of the id, as in worker log names.
+    pub fn short_id(&self) -> &str {
+        let end = self
+            .id
+            .char_indices()
+            .nth(8)
+            .map_or(self.id.len(), |(i, _)| i);
+        &self.id[..end]
+    }
+}
+
+/// A task that is neither completed nor cancelled, for the restart prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTask {
+    /// `tasks.id`.
+    pub id: String,
+    /// `tasks.title`.
+    pub title: String,
+    /// `tasks.status`.
+    pub status: String,
+}
+
+/// One stream: the non-archived tasks of the initiative with the same
+/// `metadata.streamId`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stream {
+    /// `metadata.streamId`.
+    pub id: String,
+    /// `metadata.streamName` of its first task that has one.
+    pub name: Option<String>,
+    /// Task counts by status.
+    pub tasks: TaskCounts,
+    /// Union of `metadata.dependencies` and `metadata.streamDependencies`
+    /// over its tasks.
+    pub dependencies: BTreeSet<String>,
+    /// Its tasks not yet completed or cancelled, in table order.
+    pub open_tasks: Vec<OpenTask>,
+}
+
+/// The streams of one initiative, and the problems met reading them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamsReading {
+    /// The streams by id.
+    pub streams: BTreeMap<String, Stream>,
+    /// One line per skipped or doubtful row, naming the task id.
+    pub warnings: Vec<String>,
+}
+
+/// An open, validated task DB.
+pub struct TaskDb {
+    conn: Connection,
+    path: PathBuf,
+    has_archived: bool,
+}
+
+/// Opens an SQLite file read-only with the busy timeout, after checking that
+/// it is there; `kind` names it in errors.
+fn open_readonly(kind: &'static str, path: &Path) -> Result<Connection> {
+    let fail = |what: String| Error::Database {
+        kind,
+        path: path.to_path_buf(),
+        what,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Err(fail("not a regular file".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail("does not exist".into()));
+        }
+        Err(e) => return Err(fail(format!("unreadable: {e}"))),
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_error(kind, path, &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| sql_error(kind, path, &e))?;
+    Ok(conn)
+}
+
+/// Turns an SQLite error into one that says what is wrong with the file.
+pub(crate) fn sql_error(kind: &'static str, path: &Path, err: &rusqlite::Error) -> Error {
+    let what = match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
+            "locked by another program for more than {} s",
+            BUSY_TIMEOUT.as_secs()
+        ),
+        Some(ErrorCode::NotADatabase) => "not an SQLite database".to_string(),
+        Some(ErrorCode::DatabaseCorrupt) => format!("corrupt: {err}"),
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            format!("cannot be opened: {err}")
+        }
+        _ => err.to_string(),
+    };
+    Error::Database {
+        kind,
+        path: path.to_path_buf(),
+        what,
+    }
+}
+
+/// The columns of `table`, empty when the table does not exist.
+fn columns(conn: &Connection, table: &str) -> rusqlite::Result<BTreeSet<String>> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = stmt.query_map([], |row| row.get::<_, String>(1))?;
+    names.collect()
+}
+
+/// Checks that `table` has every column of `needed`.
+fn require(
+    kind: &'static str,
+    path: &Path,
+    have: &BTreeSet<String>,
+    table: &str,
+    needed: &[&str],
+) -> Result<()> {
+    if have.is_empty() {
+        return Err(Error::Database {
+            kind,
+            path: path.to_path_buf(),
+            what: format!(
+                "has no table `{table}` (not a Task Copilot database, or an unknown schema)"
+            ),
+        });
+    }
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|c| !have.contains(*c))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Database {
+            kind,
+            path: path.to_path_buf(),
+            what: format!(
+                "table `{table}` lacks column(s) {} (unknown schema)",
+                missing.join(", ")
+            ),
+        })
+    }
+}
+
+impl TaskDb {
+    /// Opens the task DB read-only and checks its schema.
+    ///
+    /// Errors ([`Error::Database`], exit 3): the file is missing, unreadable,
+    /// not SQLite, corrupt, locked past [`BUSY_TIMEOUT`], or lacks the tables
+    /// `tasks` (id, prd_id, title, status, metadata) and `prds` (id,
+    /// initiative_id).
+    pub fn open(path: &Path) -> Result<TaskDb> {
+        const KIND: &str = "task DB";
+        let conn = open_readonly(KIND, path)?;
+        let tasks = columns(&conn, "tasks").map_err(|e| sql_error(KIND, path, &e))?;
+        require(
+            KIND,
+            path,
+            &tasks,
+            "tasks",
+            &["id", "prd_id", "title", "status", "metadata"],
+        )?;
+        let prds = columns(&conn, "prds").map_err(|e| sql_error(KIND, path, &e))?;
+        require(KIND, path, &prds, "prds", &["id", "initiative_id"])?;
+        Ok(TaskDb {
+            conn,
+            path: path.to_path_buf(),
+            has_archived: tasks.contains("archived"),
+        })
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the streams of `initiative_id`: its PRDs' non-archived tasks,
+    /// grouped by `metadata.streamId`. Tasks of other initiatives, archived
+    /// tasks and tasks without a `streamId` do not count.
+    ///
+    /// Errors ([`Error::Database`]): the query fails (locked past the timeout,
+    /// corrupt). Bad rows are not errors: they are skipped with a warning.
+    pub fn streams(&self, initiative_id: &str) -> Result<StreamsReading> {
+        let mut reading = StreamsReading::default();
+        self.read_rows(initiative_id, None, &mut BTreeSet::new(), &mut reading)?;
+        Ok(reading)
+    }
+
+    /// Like [`TaskDb::streams`], for the streams named in `ids` only: what a
+    /// pass over a few workers needs, without reading every stream. Rows are
+    /// preselected with `instr(metadata, id)` and then matched exactly.
+    pub fn streams_named(
+        &self,
+        initiative_id: &str,
+        ids: &BTreeSet<String>,
+    ) -> Result<StreamsReading> {
+        let mut reading = StreamsReading::default();
+        let mut seen = BTreeSet::new();
+        for id in ids {
+            self.read_rows(initiative_id, Some(id), &mut seen, &mut reading)?;
+        }
+        // A substring match may have brought a few tasks of other streams.
+        reading.streams.retain(|id, _| ids.contains(id));
+        Ok(reading)
+    }
+
+    fn read_rows(
+        &self,
+        initiative_id: &str,
+        containing: Option<&str>,
+        seen: &mut BTreeSet<String>,
+        reading: &mut StreamsReading,
+    ) -> Result<()> {
+        let archived = if self.has_archived {
+            "AND COALESCE(t.archived, 0) = 0"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT t.id, t.title, t.status, t.metadata \
+             FROM tasks t JOIN prds p ON p.id = t.prd_id \
+             WHERE p.initiative_id = ?1 {archived} \
+               AND (?2 IS NULL OR instr(t.metadata, ?2) > 0) ORDER BY t.rowid"
+        );
+        let fail = |e: rusqlite::Error| sql_error("task DB", &self.path, &e);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(fail)?;
+        let mut rows = stmt
+            .query(params![initiative_id, containing])
+            .map_err(fail)?;
+        let mut index = 0usize;
+        while let Some(row) = rows.next().map_err(fail)? {
+            index += 1;
+            let cells = [0, 1, 2, 3].map(|i| row.get_ref(i).map(text_of));
+            let [Ok(id), Ok(title), Ok(status), Ok(metadata)] = cells else {
+                reading
+                    .warnings
+                    .push(format!("task row {index}: unreadable columns; skipped"));
+                continue;
+            };
+            let Some(id) = id.filter(|s| !s.is_empty()) else {
+                reading
+                    .warnings
+                    .push(format!("task row {index}: no id; skipped"));
+                continue;
+            };
+            if containing.is_some() && !seen.insert(id.clone()) {
+                continue;
+            }
+            let task = TaskRow {
+                id,
+                title: title.unwrap_or_default(),
+                status,
+                metadata,
+            };
+            task.add_to(reading);
+        }
+        Ok(())
+    }
+}
+
+/// A column value as text: TEXT as is, numbers printed, NULL as `None`. A
+/// BLOB is taken as UTF-8 text if it is.
+fn text_of(value: ValueRef<'_>) -> Option<String> {
+    match value {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+struct TaskRow {
+    id: String,
+    title: String,
+    status: Option<String>,
+    metadata: Option<String>,
+}
+
+impl TaskRow {
+    fn add_to(self, reading: &mut StreamsReading) {
+        let Some(text) = self.metadata.as_deref().filter(|t| !t.trim().is_empty()) else {
+            return; // no metadata: not a stream task
+        };
+        let meta: Value = match serde_json::from_str(text) {
+            Ok(meta) => meta,
+            Err(e) => {
+                reading.warnings.push(format!(
+                    "task {}: metadata is not valid JSON ({e}); skipped",
+                    self.id
+                ));
+                return;
+            }
+        };
+        let stream_id = match meta.get("streamId") {
+            None | Some(Value::Null) => return,
+            Some(Value::String(s)) if crate::pidfile::is_safe_id(s) => s.clone(),
+            Some(Value::String(s)) => {
+                reading.warnings.push(format!(
+                    "task {}: metadata.streamId {s:?} cannot name a PID file or folder; skipped",
+                    self.id
+                ));
+                return;
+            }
+            Some(other) => {
+                reading.warnings.push(format!(
+                    "task {}: metadata.streamId is not a non-empty string ({other}); skipped",
+                    self.id
+                ));
+                return;
+            }
+        };
+        let stream = reading
+            .streams
+            .entry(stream_id.clone())
+            .or_insert_with(|| Stream {
+                id: stream_id,
+                ..Stream::default()
+            });
+        if stream.name.is_none() {
+            stream.name = meta
+                .get("streamName")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        for key in ["dependencies", "streamDependencies"] {
+            match meta.get(key) {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(items)) => {
+                    for item in items {
+                        match item {
+                            Value::String(dep) if !dep.is_empty() => {
+                                stream.dependencies.insert(dep.clone());
+                            }
+                            other => reading.warnings.push(format!(
+                                "task {}: metadata.{key} holds {other}, not a stream id; ignored",
+                                self.id
+                            )),
+                        }
+                    }
+                }
+                Some(other) => reading.warnings.push(format!(
+                    "task {}: metadata.{key} is not an array ({other}); ignored",
+                    self.id
+                )),
+            }
+        }
+        let counts = &mut stream.tasks;
+        counts.total += 1;
+        let status = self.status.unwrap_or_default();
+        match status.as_str() {
+            "completed" => counts.completed += 1,
+            "cancelled" => counts.cancelled += 1,
+            "in_progress" => counts.in_progress += 1,
+            "pending" => counts.pending += 1,
+            "blocked" => counts.blocked += 1,
+            other => reading.warnings.push(format!(
+                "task {}: unknown status {other:?}; counted as not complete",
+                self.id
+            )),
+        }
+        if !matches!(status.as_str(), "completed" | "cancelled") {
+            stream.open_tasks.push(OpenTask {
+                id: self.id,
+                title: self.title,
+                status,
+            });
+        }
+    }
+}
+
+/// Finds the active initiative in the memory DB: status `IN PROGRESS`, else
+/// `BLOCKED`, else `NOT STARTED`, newest `created_at` first.
+///
+/// Errors ([`Error::Database`], exit 3): the memory DB is missing, unreadable,
+/// locked, lacks `initiatives` (id, name, status, created_at), or has no
+/// active initiative.
+pub fn active_initiative(memory_db: &Path) -> Result<Initiative> {
+    const KIND: &str = "memory DB";
+    let conn = open_readonly(KIND, memory_db)?;
+    let cols = columns(&conn, "initiatives").map_err(|e| sql_error(KIND, memory_db, &e))?;
+    require(
+        KIND,
+        memory_db,
+        &cols,
+        "initiatives",
+        &["id", "name", "status", "created_at"],
+    )?;
+    conn.query_row(
+        "SELECT id, name FROM initiatives \
+         WHERE status IN ('IN PROGRESS', 'BLOCKED', 'NOT STARTED') \
+         ORDER BY CASE status WHEN 'IN PROGRESS' THEN 0 WHEN 'BLOCKED' THEN 1 ELSE 2 END, \
+                  created_at DESC LIMIT 1",
+        [],
+        |row| {
+            Ok(Initiative {
+                id: row.get(0)?,
+                name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            })
+        },
+    )
+    .optional()
+    .map_err(|e| sql_error(KIND, memory_db, &e))?
+    .ok_or_else(|| Error::Database {
+        kind: KIND,
+        path: memory_db.to_path_buf(),
+        what: "has no active initiative (status IN PROGRESS, BLOCKED or NOT STARTED); \
+               give one with --initiative"
+            .into(),
+    })
+}
+
+/// The name of initiative `id` in the memory DB, when it can be read.
+pub fn initiative_name(memory_db: &Path, id: &str) -> Option<String> {
+    let conn = open_readonly("memory DB", memory_db).ok()?;
+    conn.query_row("SELECT name FROM initiatives WHERE id = ?1", [id], |row| {
+        row.get::<_, String>(0)
+    })
+    .ok()
+}

@@ -1,0 +1,415 @@
+//! The test fixture: a real orchestration folder, real Task Copilot and
+//! Memory Copilot databases in a temp dir, real processes that are killed
+//! when their guard drops (pass or fail), and waits with deadlines.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::{Connection, params};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The initiative most tests watch.
+pub const INITIATIVE: &str = "3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b";
+/// Another initiative, whose tasks must never count.
+pub const OTHER_INITIATIVE: &str = "99999999-0000-4000-8000-000000000000";
+
+/// The task DB schema of the reference (section 3), with its optional tables.
+pub const TASKS_SCHEMA: &str = "
+CREATE TABLE initiatives (id TEXT PRIMARY KEY, title TEXT NOT NULL, description TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE prds (id TEXT PRIMARY KEY, initiative_id TEXT NOT NULL, title TEXT NOT NULL,
+    description TEXT, content TEXT NOT NULL, metadata TEXT DEFAULT '{}',
+    status TEXT DEFAULT 'active', created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE tasks (id TEXT PRIMARY KEY, prd_id TEXT REFERENCES prds(id), parent_id TEXT,
+    title TEXT NOT NULL, description TEXT, assigned_agent TEXT,
+    status TEXT DEFAULT 'pending', blocked_reason TEXT, notes TEXT, metadata TEXT DEFAULT '{}',
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    archived INTEGER DEFAULT 0, archived_at TEXT, archived_by_initiative_id TEXT);
+CREATE INDEX idx_prds_initiative ON prds(initiative_id);
+CREATE INDEX idx_tasks_prd ON tasks(prd_id);
+CREATE INDEX idx_tasks_status ON tasks(status);
+CREATE INDEX idx_tasks_archived ON tasks(archived);
+CREATE TABLE migrations (version INTEGER PRIMARY KEY, applied_at TEXT);
+CREATE TABLE work_products (id TEXT PRIMARY KEY, task_id TEXT, content TEXT);
+CREATE TABLE activity_log (id INTEGER PRIMARY KEY, message TEXT);
+";
+
+/// The memory DB's `initiatives` table (the columns pidwatch reads, and some).
+pub const MEMORY_SCHEMA: &str = "
+CREATE TABLE initiatives (id TEXT PRIMARY KEY, project_id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL, goal TEXT, status TEXT, decisions TEXT, lessons TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+";
+
+/// Waits for `cond` to hold, polling, up to `limit`; panics with `what` when
+/// it does not.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The state letter of `/proc/<pid>/stat`, `None` when there is no process.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &text[text.rfind(')')? + 1..];
+    after.trim_start().chars().next()
+}
+
+/// Whether `pid` names a live, non-zombie process.
+pub fn is_alive(pid: i32) -> bool {
+    matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X')
+}
+
+/// A process the test started; killed and reaped when dropped.
+pub struct Proc {
+    child: Option<Child>,
+    pub pid: i32,
+}
+
+impl Proc {
+    /// `sleep 600`.
+    pub fn sleep() -> Proc {
+        Proc::spawn(Command::new("sleep").arg("600"))
+    }
+
+    /// Any command, stdio on /dev/null.
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let pid = child.id() as i32;
+        Proc {
+            child: Some(child),
+            pid,
+        }
+    }
+
+    /// A real zombie: a child that exited and is not reaped until the guard drops.
+    pub fn zombie() -> Proc {
+        let proc = Proc::spawn(&mut Command::new("true"));
+        let pid = proc.pid;
+        wait_for("a zombie", Duration::from_secs(10), || {
+            proc_state(pid) == Some('Z')
+        });
+        proc
+    }
+
+    /// The PID of a process that ran and was reaped: nobody's PID now.
+    pub fn reaped_pid() -> i32 {
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let pid = child.id() as i32;
+        child.wait().expect("reap");
+        pid
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Kills every process of a session or process group when dropped: for
+/// wrappers and workers that pidwatch started in the test's folder.
+pub struct SessionGuard(pub Vec<i32>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            kill_tree(*id);
+        }
+    }
+}
+
+/// SIGKILLs every process whose session or process group is `id`.
+pub fn kill_tree(id: i32) {
+    if id <= 1 {
+        return;
+    }
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = text.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+        let (pgrp, sid) = (fields.get(2), fields.get(3));
+        if pgrp == Some(&id.to_string().as_str()) || sid == Some(&id.to_string().as_str()) {
+            sigkill(pid);
+        }
+    }
+}
+
+fn sigkill(pid: i32) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+}
+
+/// A project with an orchestrator dir, a HOME holding the task and memory
+/// DBs at their default places, and helpers to fill them.
+pub struct Fixture {
+    pub tmp: TempDir,
+    /// The project root: `<tmp>/proj`.
+    pub project: PathBuf,
+    /// `<project>/.claude/orchestrator`.
+    pub dir: PathBuf,
+    /// `<tmp>/home`.
+    pub home: PathBuf,
+    pub tasks_db: PathBuf,
+    pub memory_db: PathBuf,
+    /// Processes started for this test.
+    pub procs: Vec<Proc>,
+    next_task: u32,
+}
+
+impl Fixture {
+    /// An empty orchestration for workspace `proj`, with the active
+    /// initiative [`INITIATIVE`] and a PRD of it, and one of [`OTHER_INITIATIVE`].
+    pub fn new() -> Fixture {
+        let tmp = tempfile::Builder::new()
+            .prefix("pidwatch-test")
+            .tempdir()
+            .unwrap();
+        let project = tmp.path().join("proj");
+        let dir = project.join(".claude/orchestrator");
+        let home = tmp.path().join("home");
+        fs::create_dir_all(dir.join("pids")).unwrap();
+        fs::create_dir_all(dir.join("logs")).unwrap();
+        let tasks_db = home.join(".claude/tasks/proj/tasks.db");
+        let memory_db = home.join(".claude/memory/proj/memory.db");
+        fs::create_dir_all(tasks_db.parent().unwrap()).unwrap();
+        fs::create_dir_all(memory_db.parent().unwrap()).unwrap();
+
+        let t = Connection::open(&tasks_db).unwrap();
+        t.pragma_update(None, "journal_mode", "WAL").unwrap();
+        t.execute_batch(TASKS_SCHEMA).unwrap();
+        for (prd, init) in [("PRD-1", INITIATIVE), ("PRD-OTHER", OTHER_INITIATIVE)] {
+            t.execute(
+                "INSERT INTO prds (id, initiative_id, title, content, created_at, updated_at) \
+                 VALUES (?1, ?2, 'PRD', '', '2026-01-01', '2026-01-01')",
+                params![prd, init],
+            )
+            .unwrap();
+        }
+        let m = Connection::open(&memory_db).unwrap();
+        m.pragma_update(None, "journal_mode", "WAL").unwrap();
+        m.execute_batch(MEMORY_SCHEMA).unwrap();
+        for (id, project_id, name, status, created) in [
+            (
+                INITIATIVE,
+                "p1",
+                "Ship the thing",
+                "IN PROGRESS",
+                "2026-01-02",
+            ),
+            (
+                OTHER_INITIATIVE,
+                "p2",
+                "Old thing",
+                "COMPLETE",
+                "2026-01-03",
+            ),
+        ] {
+            m.execute(
+                "INSERT INTO initiatives (id, project_id, name, status, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![id, project_id, name, status, created],
+            )
+            .unwrap();
+        }
+        Fixture {
+            tmp,
+            project,
+            dir,
+            home,
+            tasks_db,
+            memory_db,
+            procs: Vec::new(),
+            next_task: 0,
+        }
+    }
+
+    /// Adds a task to `prd` with `status` and the given metadata JSON text.
+    pub fn task_raw(&mut self, prd: &str, status: &str, metadata: &str, archived: bool) -> String {
+        self.next_task += 1;
+        let id = format!("TASK-{:04}", self.next_task);
+        let conn = Connection::open(&self.tasks_db).unwrap();
+        conn.execute(
+            "INSERT INTO tasks (id, prd_id, title, status, metadata, archived, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, '2026-01-01', '2026-01-01')",
+            params![id, prd, format!("Task {id}"), status, metadata, archived as i32],
+        )
+        .unwrap();
+        id
+    }
+
+    /// Adds a task of stream `stream` in the active initiative.
+    pub fn task(&mut self, stream: &str, status: &str, deps: &[&str]) -> String {
+        let meta = serde_json::json!({"streamId": stream, "streamName": format!("{stream} work"),
+            "dependencies": deps});
+        self.task_raw("PRD-1", status, &meta.to_string(), false)
+    }
+
+    /// Sets the status of every task of `stream`.
+    pub fn complete_stream(&self, stream: &str) {
+        let conn = Connection::open(&self.tasks_db).unwrap();
+        let ids: Vec<(String, String)> = conn
+            .prepare("SELECT id, metadata FROM tasks")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (id, meta) in ids {
+            let v: Value = serde_json::from_str(&meta).unwrap_or(Value::Null);
+            if v.get("streamId").and_then(Value::as_str) == Some(stream) {
+                conn.execute("UPDATE tasks SET status = 'completed' WHERE id = ?1", [id])
+                    .unwrap();
+            }
+        }
+    }
+
+    pub fn pidfile_path(&self, worker: &str) -> PathBuf {
+        self.dir.join("pids").join(format!("{worker}.pid"))
+    }
+
+    /// Writes `pids/<worker>.pid` with `content`.
+    pub fn pidfile(&self, worker: &str, content: &str) -> PathBuf {
+        let path = self.pidfile_path(worker);
+        fs::write(&path, content).unwrap();
+        path
+    }
+
+    /// Sets the mtime of a file.
+    pub fn set_mtime(&self, path: &Path, at: SystemTime) {
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    }
+
+    /// The worker log of this initiative.
+    pub fn worker_log_path(&self, worker: &str) -> PathBuf {
+        self.dir
+            .join("logs")
+            .join(format!("{worker}_{}.log", &INITIATIVE[..8]))
+    }
+
+    /// Writes a worker log that shows a run (header and some output).
+    pub fn ran_before(&self, worker: &str) {
+        fs::write(
+            self.worker_log_path(worker),
+            format!(
+                "========================================\nStarted: 2026-01-13T10:00:00+00:00\n\
+                 Stream: {worker}\nInitiative: {INITIATIVE}\nPID: 12345\nWorking dir: /x\n\
+                 Log file: x\n========================================\nworking...\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// A live `sleep`, with a PID file for `worker` naming it and a log
+    /// showing the run. Returns the PID.
+    pub fn live_worker(&mut self, worker: &str) -> i32 {
+        let proc = Proc::sleep();
+        let pid = proc.pid;
+        self.procs.push(proc);
+        self.pidfile(worker, &format!("{pid}\n"));
+        self.ran_before(worker);
+        pid
+    }
+
+    /// `pidwatch` run from the project root with HOME set to the fixture's,
+    /// and no PIDWATCH_* setting inherited from the caller.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
+        cmd.current_dir(&self.project)
+            .env("HOME", &self.home)
+            .env_remove("NO_COLOR")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WORKSPACE_ID")
+            .timeout(Duration::from_secs(60));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PIDWATCH_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd
+    }
+
+    /// Runs `pidwatch check --json` and returns (exit code, JSON, stderr).
+    pub fn check_json(&self, extra: &[&str]) -> (i32, Value, String) {
+        let out = self
+            .cmd()
+            .arg("check")
+            .arg("--json")
+            .args(extra)
+            .output()
+            .unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}); code {code}; stdout {:?}; stderr {stderr}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (code, json, stderr)
+    }
+
+    /// Installs the wrapper (from the binary) as `DIR/worker-wrapper.sh`.
+    pub fn install_wrapper(&self) -> PathBuf {
+        let path = self.dir.join("worker-wrapper.sh");
+        fs::write(&path, pidwatch::WRAPPER_SCRIPT).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// The monitor log's text.
+    pub fn monitor_log(&self) -> String {
+        fs::read_to_string(self.dir.join("logs/monitor.log")).unwrap_or_default()
+    }
+}
+
+/// The worker object of `id` in a check/status JSON document.
+pub fn worker<'a>(json: &'a Value, id: &str) -> &'a Value {
+    json["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == id)
+        .unwrap_or_else(|| panic!("no worker {id} in {json}"))
+}

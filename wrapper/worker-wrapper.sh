@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# worker-wrapper.sh: runs one worker of the claude-copilot stream orchestrator
+# under the contract pidwatch (and the original monitor-workers.py) relies on.
+#
+#   worker-wrapper.sh <stream-id> <pid-file> <log-dir> <work-dir> <initiative-id> <prompt> [-- CMD ARGS...]
+#
+# - writes its own PID to <pid-file> atomically (a temp file, then mv);
+# - archives older logs of this stream, matched by exact name only:
+#   <log-dir>/<stream-id>.log and <log-dir>/<stream-id>_<8 chars>.log of other
+#   initiatives go to <log-dir>/archive/<name>_<mtime>.log;
+# - appends a header to <log-dir>/<stream-id>_<first 8 of initiative-id>.log;
+# - runs the worker (CMD ARGS..., by default the claude CLI with the prompt)
+#   in <work-dir>, as a child in its own process group, output to the log;
+# - forwards TERM, INT and HUP to the worker's process group at once;
+# - appends a footer, removes the PID file only if it still holds its own PID,
+#   and exits with the worker's status (128+N when killed by signal N).
+#
+# The worker sees PIDWATCH_STREAM_ID, PIDWATCH_INITIATIVE_ID, PIDWATCH_PROMPT,
+# PIDWATCH_WORK_DIR and PIDWATCH_LOG_FILE in its environment.
+
+set -u
+
+usage() {
+  echo "usage: $0 <stream-id> <pid-file> <log-dir> <work-dir> <initiative-id> <prompt> [-- CMD ARGS...]" >&2
+  exit 2
+}
+
+[ $# -ge 6 ] || usage
+stream_id=$1
+pid_file=$2
+log_dir=$3
+work_dir=$4
+initiative_id=$5
+prompt=$6
+shift 6
+if [ $# -gt 0 ]; then
+  [ "$1" = "--" ] || usage
+  shift
+  [ $# -gt 0 ] || usage
+  cmd=("$@")
+else
+  cmd=(claude --dangerously-skip-permissions -p "$prompt")
+fi
+case $stream_id in
+  "" | . | .. | -* | */*) echo "$0: bad stream id: $stream_id" >&2; exit 2 ;;
+esac
+
+short_id=${initiative_id:0:8}
+log_file="$log_dir/${stream_id}_${short_id}.log"
+rule="========================================"
+
+mkdir -p -- "$log_dir" "$(dirname -- "$pid_file")" || exit 1
+
+# Archive this stream's logs of other initiatives, and its old-format log.
+# Exact names only: archiving Stream-A must never touch Stream-AB_*.log.
+for old in "$log_dir"/*.log; do
+  [ -f "$old" ] || continue
+  base=$(basename -- "$old" .log)
+  match=no
+  if [ "$base" = "$stream_id" ]; then
+    match=yes
+  else
+    case $base in
+      "${stream_id}_"*)
+        rest=${base#"${stream_id}_"}
+        if [ ${#rest} -eq 8 ] && [[ $rest =~ ^[A-Za-z0-9-]+$ ]] && [ "$rest" != "$short_id" ]; then
+          match=yes
+        fi
+        ;;
+    esac
+  fi
+  if [ $match = yes ]; then
+    mkdir -p -- "$log_dir/archive" || continue
+    target="$log_dir/archive/${base}_$(stat -c %Y -- "$old").log"
+    [ -e "$target" ] && target="$log_dir/archive/${base}_$(stat -c %Y -- "$old")_$$.log"
+    mv -f -- "$old" "$target"
+  fi
+done
+
+{
+  echo "$rule"
+  echo "Started: $(date -Iseconds)"
+  echo "Stream: $stream_id"
+  echo "Initiative: $initiative_id"
+  echo "PID: $$"
+  echo "Working dir: $work_dir"
+  echo "Log file: $log_file"
+  echo "$rule"
+} >>"$log_file"
+
+# Atomic PID file: a reader sees the old file or the whole new one.
+tmp=$(mktemp -- "${pid_file}.XXXXXX") || exit 1
+echo "$$" >"$tmp"
+mv -f -- "$tmp" "$pid_file" || { rm -f -- "$tmp"; exit 1; }
+
+child=
+forward() {
+  # The worker leads its own process group: signal the whole group at once.
+  [ -n "$child" ] && kill -s "$1" -- "-$child" 2>/dev/null
+}
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+trap 'forward HUP' HUP
+
+export PIDWATCH_STREAM_ID=$stream_id PIDWATCH_INITIATIVE_ID=$initiative_id \
+  PIDWATCH_PROMPT=$prompt PIDWATCH_WORK_DIR=$work_dir PIDWATCH_LOG_FILE=$log_file
+
+status=0
+if cd -- "$work_dir"; then
+  # Job control puts the background child in a process group of its own,
+  # inside this session, so that one kill reaches everything it started.
+  set -m
+  "${cmd[@]}" >>"$log_file" 2>&1 </dev/null &
+  child=$!
+  set +m
+  # `wait` returns early when a trapped signal arrives; wait again until the
+  # child is really gone, to get its status.
+  while :; do
+    wait "$child"
+    status=$?
+    kill -0 "$child" 2>/dev/null || break
+  done
+else
+  echo "cannot enter work dir $work_dir" >>"$log_file"
+  status=1
+fi
+
+{
+  echo "$rule"
+  echo "Worker exited: $(date -Iseconds)"
+  echo "Exit code: $status"
+  echo "$rule"
+} >>"$log_file"
+
+if [ "$(cat -- "$pid_file" 2>/dev/null)" = "$$" ]; then
+  rm -f -- "$pid_file"
+fi
+exit "$status"
