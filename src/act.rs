@@ -28,8 +28,8 @@ pub struct Actor<'a> {
     state: Option<&'a StateDb>,
     /// Wrappers started by this actor, for the caller to reap.
     pub spawned: Vec<Spawned>,
-    /// Restarts that ended with a new PID file naming a live process.
-    pub restarts: u32,
+    /// Workers restarted, with the PID of their new PID file.
+    pub restarted: Vec<(String, i32)>,
 }
 
 impl<'a> Actor<'a> {
@@ -40,7 +40,7 @@ impl<'a> Actor<'a> {
             observer,
             state,
             spawned: Vec::new(),
-            restarts: 0,
+            restarted: Vec::new(),
         }
     }
 
@@ -205,7 +205,7 @@ impl<'a> Actor<'a> {
 
         match self.prepare_and_spawn(log, fresh_stream, reason, old_pid) {
             Ok(pid) => {
-                self.restarts += 1;
+                self.restarted.push((worker.to_string(), pid));
                 log.log(
                     Level::Success,
                     &format!("Worker {worker} restarted (PID: {pid})"),
@@ -256,7 +256,7 @@ impl<'a> Actor<'a> {
         // to anyone else while members remain.
         match (reason, old_pid) {
             (Some(Reason::NoSuchProcess | Reason::Zombie), Some(leader)) => {
-                let report = spawn::stop_survivors(procfs, leader, self.settings.spawn.stop_timeout)
+                let report = spawn::stop_group(procfs, leader, self.settings.spawn.stop_timeout)
                     .map_err(|e| format!("listing survivors of PID {leader}: {e}"))?;
                 if !report.terminated.is_empty() {
                     let list = |v: &[i32]| {

@@ -1,7 +1,7 @@
 //! `pidwatch check`: the pipeline run once.
 
 use crate::config::Settings;
-use crate::core::{Decision, Verdict, decide};
+use crate::core::{Verdict, decide};
 use crate::error::{EXIT_FAILURES, EXIT_OK, Result};
 use crate::monitor_log::{Level, MonitorLog};
 use crate::observe::{Observation, Observer};
@@ -21,19 +21,17 @@ pub fn open_log(settings: &Settings) -> MonitorLog {
 /// Writes the lines the original wrote for one pass: `Found <n> dead
 /// worker(s): …` (WARNING) or `All workers healthy`, then `Auto-restart
 /// disabled. …` when restarting is off and some worker is dead.
-pub fn log_pass_summary(log: &mut MonitorLog, decision: &Decision, auto_restart: bool) {
-    let dead: Vec<&str> = decision
-        .workers
-        .iter()
-        .filter(|w| w.verdict.is_failure())
-        .map(|w| w.id.as_str())
-        .collect();
-    if dead.is_empty() {
+pub fn log_pass_summary(log: &mut MonitorLog, failing: &[&str], auto_restart: bool) {
+    if failing.is_empty() {
         log.log(Level::Info, "All workers healthy");
     } else {
         log.log(
             Level::Warning,
-            &format!("Found {} dead worker(s): {}", dead.len(), dead.join(", ")),
+            &format!(
+                "Found {} dead worker(s): {}",
+                failing.len(),
+                failing.join(", ")
+            ),
         );
         if !auto_restart {
             log.log(
@@ -99,7 +97,13 @@ pub fn run(settings: &Settings) -> Result<i32> {
     let decision = decide(&settings.policy, &snapshot);
     warnings.extend(decision.warnings.iter().cloned());
     report_warnings(&mut log, &warnings, settings.output.quiet);
-    log_pass_summary(&mut log, &decision, acting);
+    let failing: Vec<&str> = decision
+        .workers
+        .iter()
+        .filter(|w| w.verdict.is_failure())
+        .map(|w| w.id.as_str())
+        .collect();
+    log_pass_summary(&mut log, &failing, acting);
 
     if acting {
         if !settings.output.quiet && !settings.output.json {

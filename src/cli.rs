@@ -108,6 +108,17 @@ Examples:
   pidwatch check --auto-restart --dry-run")]
     Check(CheckArgs),
 
+    /// Watch the workers until stopped, reacting to deaths at once
+    #[command(after_help = "\
+Examples:
+  pidwatch run --auto-restart
+  pidwatch run --auto-restart --interval 10
+  pidwatch run --auto-restart --daemon --pid-file /run/pidwatch.pid
+
+Signals: TERM/INT stop after the step in hand (workers keep running); HUP
+reopens monitor.log and reloads settings; USR1 checks at once.")]
+    Run(RunArgs),
+
     /// Show each worker's verdict, PID, uptime, resources, attempts and last event
     #[command(after_help = "Examples:\n  pidwatch status\n  pidwatch status --json")]
     Status(StatusArgs),
@@ -121,6 +132,10 @@ Examples:
     /// Clear a worker's restart attempts and given-up mark
     #[command(after_help = "Examples:\n  pidwatch reset Stream-B")]
     Reset(ResetArgs),
+
+    /// Build a small real orchestration in a temp dir and show pidwatch at work
+    #[command(after_help = "Examples:\n  pidwatch demo\n  pidwatch demo --keep")]
+    Demo(DemoArgs),
 
     /// Print the worker wrapper script, to install as DIR/worker-wrapper.sh
     #[command(

@@ -26,13 +26,17 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod core;
+pub mod demo;
 pub mod error;
 pub mod lock;
 pub mod monitor_log;
+pub mod notify;
 pub mod observe;
 pub mod pidfile;
 pub mod procfs;
 pub mod render;
+pub mod run;
+pub mod signals;
 pub mod spawn;
 pub mod statedb;
 pub mod taskdb;
@@ -80,9 +84,15 @@ pub fn dispatch(cli: Cli, env: &Environment) -> Result<i32> {
     let global = cli.global;
     match cli.command.unwrap_or(Command::Check(CheckArgs::default())) {
         Command::Check(args) => check::run(&config::resolve(&global, &args.restart, env)?),
+        Command::Run(args) => run::run(&config::resolve(&global, &args.restart, env)?, &args),
         Command::Status(args) => commands::status(&global, &args, env),
         Command::History(args) => commands::history(&global, &args, env),
         Command::Reset(args) => commands::reset(&global, &args, env),
+        Command::Demo(args) => {
+            let settings = config::resolve(&global, &cli::RestartArgs::default(), env);
+            let color = settings.map(|s| s.output.color).unwrap_or(false);
+            demo::run(&args, color)
+        }
         Command::Wrapper => {
             print_stdout(WRAPPER_SCRIPT);
             Ok(0)

@@ -95,7 +95,7 @@ impl Observer {
         };
         let mut warnings = reading.warnings;
         let records = match state {
-            Some(db) => db.records(&self.initiative.id)?,
+            Some(db) => db.records(&self.initiative.id, only)?,
             None => BTreeMap::new(),
         };
         if only.is_none() {

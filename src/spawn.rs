@@ -231,20 +231,17 @@ pub struct StopReport {
     pub killed: Vec<i32>,
 }
 
-/// Stops every process left in the session or process group `leader` of a
-/// dead worker: SIGTERM, up to `timeout` for them to exit, then SIGKILL.
+/// Stops every process in the session or process group `leader`: SIGTERM,
+/// up to `timeout` for them to exit, then SIGKILL.
 ///
-/// The caller must have found `leader` gone or a zombie: a session or group
-/// id cannot be reused by the kernel while any member is alive, so every
-/// member found is a survivor of the worker. pidwatch itself, PID 1 and
+/// Call it only for an id known to be a worker's: a wrapper the caller
+/// started, or the PID of a dead worker whose PID is gone or a zombie. Then
+/// the id cannot belong to anyone else, because the kernel does not reuse a
+/// PID while it names a live session or group. pidwatch itself, PID 1 and
 /// processes that cannot be pinned are never signalled.
 ///
 /// Errors: `/proc` cannot be listed.
-pub fn stop_survivors(
-    procfs: &Procfs,
-    leader: i32,
-    timeout: Duration,
-) -> std::io::Result<StopReport> {
+pub fn stop_group(procfs: &Procfs, leader: i32, timeout: Duration) -> std::io::Result<StopReport> {
     let me = std::process::id() as i32;
     if leader <= 1 || leader == me {
         return Ok(StopReport::default());

@@ -8,7 +8,7 @@
 //! stored as RFC 3339 UTC text with microseconds, so that they sort and read
 //! well in the `sqlite3` shell.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -231,17 +231,37 @@ impl StateDb {
         &self.path
     }
 
-    /// The restart records of every worker of `initiative`, by worker id.
-    pub fn records(&self, initiative: &str) -> Result<BTreeMap<String, RestartRecord>> {
+    /// The restart records of the workers of `initiative`, by worker id:
+    /// all of them, or those named in `only`.
+    pub fn records(
+        &self,
+        initiative: &str,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<BTreeMap<String, RestartRecord>> {
+        let Some(ids) = only else {
+            return self.query_records(initiative, None);
+        };
+        let mut all = BTreeMap::new();
+        for id in ids {
+            all.extend(self.query_records(initiative, Some(id))?);
+        }
+        Ok(all)
+    }
+
+    fn query_records(
+        &self,
+        initiative: &str,
+        worker: Option<&str>,
+    ) -> Result<BTreeMap<String, RestartRecord>> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT worker, attempts, last_attempt_at, given_up_at, last_verdict \
-                 FROM workers WHERE initiative = ?1",
+                 FROM workers WHERE initiative = ?1 AND (?2 IS NULL OR worker = ?2)",
             )
             .map_err(|e| self.fail(e))?;
         let rows = stmt
-            .query_map([initiative], |row| {
+            .query_map(params![initiative, worker], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     RestartRecord {

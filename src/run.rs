@@ -1,0 +1,762 @@
+//! `pidwatch run`: the long-running monitor.
+//!
+//! One `epoll_wait(2)` over every event source:
+//!
+//! - a **pidfd** per running worker (`pidfd_open(2)`, Linux 5.3+), readable
+//!   the moment the process exits: that worker is observed, judged and, if
+//!   need be, restarted at once;
+//! - an **inotify** watch on `pids/`: a PID file created, replaced or removed
+//!   is seen at once;
+//! - the **signal** self-pipe: TERM/INT stop, HUP reloads, USR1 checks now,
+//!   CHLD reaps;
+//! - a **timer** (the wait's timeout): the `--interval` sweep over every
+//!   worker and the task DB, the end of a backoff, the systemd watchdog.
+//!
+//! A pass is always observe → decide → act; an event pass covers only the
+//! workers concerned (and their dependencies), so its cost does not grow
+//! with the number of workers.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::act::Actor;
+use crate::check::log_pass_summary;
+use crate::cli::RunArgs;
+use crate::config::{self, Settings};
+use crate::core::{ProcessReading, Verdict, decide};
+use crate::error::{EXIT_OK, Error, Result};
+use crate::lock::{self, Lock};
+use crate::monitor_log::{Console, Level, MonitorLog};
+use crate::notify::Notifier;
+use crate::observe::{Observation, Observer};
+use crate::signals::Signals;
+use crate::spawn::describe_status;
+use crate::statedb::{EventKind, NewEvent, StateDb};
+use crate::taskdb::Stream;
+
+const TOKEN_SIGNALS: u64 = 0;
+const TOKEN_INOTIFY: u64 = 1;
+const FIRST_PIDFD_TOKEN: u64 = 2;
+
+/// Runs the monitor until SIGTERM or SIGINT; returns exit code 0 then.
+///
+/// Errors (before the loop starts): a bad `--interval` (exit 2), the lock
+/// held by another monitor (exit 2), `--daemon` while its PID file names a
+/// live pidwatch (exit 2), or anything that stops a check (exit 3).
+pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
+    let interval = config::seconds("--interval", args.interval)?;
+    if interval.is_zero() {
+        return Err(Error::Config(
+            "--interval 0: the sweep needs a period above 0 s".into(),
+        ));
+    }
+    // Everything that can fail is tried before detaching, so that the
+    // error reaches the terminal.
+    drop(Observer::open(settings)?);
+    let mut lock = if settings.spawn.dry_run {
+        None
+    } else {
+        Some(lock::acquire(&settings.paths.lock_file)?)
+    };
+    let daemon_pid_file = if args.daemon {
+        let path = args
+            .pid_file
+            .as_deref()
+            .map(|p| config::absolute(&std::env::current_dir().unwrap_or_default(), p))
+            .unwrap_or_else(|| settings.paths.dir.join("pidwatch.pid"));
+        Some(daemonize(&path, lock.as_mut())?)
+    } else {
+        None
+    };
+    let result = Monitor::start(settings, interval, args.daemon).map(|mut m| m.run_loop());
+    if let Some(path) = daemon_pid_file {
+        remove_own_pid_file(&path);
+    }
+    drop(lock);
+    result
+}
+
+/// Detaches (the daemonize crate: fork, setsid, fork, `/dev/null` stdio, cwd
+/// `/`), then writes the monitor's own PID file atomically.
+fn daemonize(pid_file: &Path, lock: Option<&mut Lock>) -> Result<PathBuf> {
+    if let Ok(text) = std::fs::read_to_string(pid_file)
+        && let Ok(pid) = text.trim().parse::<i32>()
+        && pid > 1
+        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim() == "pidwatch")
+    {
+        return Err(Error::Config(format!(
+            "pidwatch is already running as PID {pid} (PID file {})",
+            pid_file.display()
+        )));
+    }
+    daemonize::Daemonize::new()
+        .working_directory("/")
+        .umask(0o022)
+        .start()
+        .map_err(|e| Error::CannotCheck(format!("cannot detach: {e}")))?;
+    let pid = std::process::id();
+    if let Some(lock) = lock {
+        lock.write_pid(pid)?;
+    }
+    write_atomically(pid_file, &format!("{pid}\n"))
+        .map_err(|e| Error::io("writing", pid_file, e))?;
+    Ok(pid_file.to_path_buf())
+}
+
+/// Writes a file through a temp file in the same folder and a rename, so
+/// that a reader sees the old content or the whole new one.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+fn remove_own_pid_file(path: &Path) {
+    let mine = std::process::id().to_string();
+    if std::fs::read_to_string(path).is_ok_and(|t| t.trim() == mine) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// A pidfd watch on one running worker.
+struct Watch {
+    fd: OwnedFd,
+    pid: i32,
+    start_ticks: u64,
+    token: u64,
+}
+
+/// The pidfds of running workers, registered in the epoll set.
+struct Watches {
+    by_worker: HashMap<String, Watch>,
+    by_token: HashMap<u64, String>,
+    next_token: u64,
+    supported: bool,
+}
+
+impl Watches {
+    fn new() -> Watches {
+        Watches {
+            by_worker: HashMap::new(),
+            by_token: HashMap::new(),
+            next_token: FIRST_PIDFD_TOKEN,
+            supported: true,
+        }
+    }
+
+    fn remove(&mut self, epoll: &Epoll, worker: &str) {
+        if let Some(w) = self.by_worker.remove(worker) {
+            let _ = epoll.delete(&w.fd);
+            self.by_token.remove(&w.token);
+        }
+    }
+
+    /// The worker whose pidfd fired; its watch is dropped (a pidfd stays
+    /// readable for good once the process exited).
+    fn fired(&mut self, epoll: &Epoll, token: u64) -> Option<String> {
+        let worker = self.by_token.get(&token)?.clone();
+        self.remove(epoll, &worker);
+        Some(worker)
+    }
+
+    /// Watches `worker`, running as `pid` started at `start_ticks`. The pidfd
+    /// is opened first and the start time read again after, so that a PID
+    /// reused in between is caught: then `false` is returned and the worker
+    /// must be observed again.
+    fn ensure(
+        &mut self,
+        epoll: &Epoll,
+        observer: &Observer,
+        worker: &str,
+        pid: i32,
+        start_ticks: u64,
+    ) -> bool {
+        if let Some(w) = self.by_worker.get(worker) {
+            if w.pid == pid && w.start_ticks == start_ticks {
+                return true;
+            }
+            self.remove(epoll, worker);
+        }
+        if !self.supported {
+            return true;
+        }
+        let Some(raw) = rustix::process::Pid::from_raw(pid) else {
+            return false;
+        };
+        let fd = match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::NONBLOCK) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOSYS) => {
+                self.supported = false;
+                return true;
+            }
+            Err(_) => return false, // gone already
+        };
+        let same = matches!(observer.procfs.stat(pid), Ok(Some(s)) if s.start_ticks == start_ticks);
+        if !same {
+            return false;
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        if epoll
+            .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
+            .is_err()
+        {
+            return false;
+        }
+        self.by_token.insert(token, worker.to_string());
+        self.by_worker.insert(
+            worker.to_string(),
+            Watch {
+                fd,
+                pid,
+                start_ticks,
+                token,
+            },
+        );
+        true
+    }
+
+    fn clear(&mut self, epoll: &Epoll) {
+        let workers: Vec<String> = self.by_worker.keys().cloned().collect();
+        for w in workers {
+            self.remove(epoll, &w);
+        }
+    }
+}
+
+/// The monitor's state between passes.
+struct Monitor {
+    settings: Settings,
+    interval: Duration,
+    observer: Observer,
+    state: Option<StateDb>,
+    log: MonitorLog,
+    signals: Signals,
+    notifier: Notifier,
+    epoll: Epoll,
+    inotify: Option<Inotify>,
+    watches: Watches,
+    /// Streams as last read, for names, dependencies and prompts.
+    streams: BTreeMap<String, Stream>,
+    /// The latest verdict of every worker.
+    verdicts: BTreeMap<String, Verdict>,
+    /// The failing workers last logged, to log a change once.
+    failing: Option<BTreeSet<String>>,
+    /// Warnings already logged.
+    warned: BTreeSet<String>,
+    /// Wrappers this monitor started, by PID, to reap and journal.
+    children: BTreeMap<i32, String>,
+    /// Workers to observe again at the next wake.
+    retry: BTreeSet<String>,
+    restarts: u64,
+    next_sweep: Instant,
+    next_due: Option<chrono::DateTime<Utc>>,
+    watchdog: Option<Duration>,
+    last_ping: Instant,
+    passes_since_ping: u64,
+}
+
+impl Monitor {
+    fn start(settings: &Settings, interval: Duration, daemon: bool) -> Result<Monitor> {
+        let settings = settings.clone();
+        let echo = match (settings.output.quiet || daemon, settings.output.journal) {
+            (true, _) => None,
+            (false, true) => Some(Console::Journal),
+            (false, false) => Some(Console::Plain(settings.output.color)),
+        };
+        let log = MonitorLog::open(&settings.paths.log_file, echo)
+            .map_err(|e| Error::io("opening", &settings.paths.log_file, e))?;
+        let observer = Observer::open(&settings)?;
+        let state = if settings.policy.auto_restart && !settings.spawn.dry_run {
+            Some(StateDb::open(&settings.paths.state_db)?)
+        } else {
+            StateDb::open_existing(&settings.paths.state_db)?
+        };
+        let signals = Signals::install()
+            .map_err(|e| Error::CannotCheck(format!("installing signal handlers: {e}")))?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .map_err(|e| Error::CannotCheck(format!("epoll_create1: {e}")))?;
+        epoll
+            .add(
+                signals.fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNALS),
+            )
+            .map_err(|e| Error::CannotCheck(format!("epoll_ctl: {e}")))?;
+        let notifier = Notifier::from_env();
+        let now = Instant::now();
+        let mut monitor = Monitor {
+            watchdog: notifier.watchdog_interval(),
+            settings,
+            interval,
+            observer,
+            state,
+            log,
+            signals,
+            notifier,
+            epoll,
+            inotify: None,
+            watches: Watches::new(),
+            streams: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
+            failing: None,
+            warned: BTreeSet::new(),
+            children: BTreeMap::new(),
+            retry: BTreeSet::new(),
+            restarts: 0,
+            next_sweep: now,
+            next_due: None,
+            last_ping: now,
+            passes_since_ping: 0,
+        };
+        monitor.watch_pid_dir();
+        Ok(monitor)
+    }
+
+    fn journal(&self, kind: EventKind, event: NewEvent<'_>) {
+        if let Some(state) = &self.state
+            && let Err(e) =
+                state.journal(Utc::now(), Some(&self.observer.initiative.id), kind, event)
+        {
+            eprintln!("pidwatch: {e}");
+        }
+    }
+
+    /// Watches `pids/` (creating it if missing) for PID files created,
+    /// replaced or removed.
+    fn watch_pid_dir(&mut self) {
+        if self.inotify.is_some() {
+            return;
+        }
+        let dir = &self.observer.paths.pid_dir;
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            self.log.log(
+                Level::Warning,
+                &format!("cannot create {}: {e}", dir.display()),
+            );
+            return;
+        }
+        let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+            Ok(i) => i,
+            Err(e) => {
+                self.log.log(
+                    Level::Warning,
+                    &format!("inotify_init1: {e}; PID files are seen by the sweep only"),
+                );
+                return;
+            }
+        };
+        let mask = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF;
+        if let Err(e) = inotify.add_watch(dir, mask) {
+            self.log.log(
+                Level::Warning,
+                &format!("inotify on {}: {e}", dir.display()),
+            );
+            return;
+        }
+        if self
+            .epoll
+            .add(
+                inotify.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_INOTIFY),
+            )
+            .is_ok()
+        {
+            self.inotify = Some(inotify);
+        }
+    }
+
+    /// The workers named by PID file events; `None` asks for a full sweep
+    /// (queue overflow, the folder itself moved or deleted).
+    fn read_inotify(&mut self) -> Option<BTreeSet<String>> {
+        let inotify = self.inotify.as_ref()?;
+        let mut workers = BTreeSet::new();
+        let mut sweep = false;
+        loop {
+            match inotify.read_events() {
+                Ok(events) if !events.is_empty() => {
+                    for ev in events {
+                        if ev.mask.intersects(
+                            AddWatchFlags::IN_Q_OVERFLOW
+                                | AddWatchFlags::IN_DELETE_SELF
+                                | AddWatchFlags::IN_MOVE_SELF
+                                | AddWatchFlags::IN_IGNORED,
+                        ) {
+                            sweep = true;
+                        }
+                        if let Some(name) = ev.name.as_ref().and_then(|n| n.to_str())
+                            && let Some(stem) = name.strip_suffix(".pid")
+                            && self.streams.contains_key(stem)
+                        {
+                            workers.insert(stem.to_string());
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        if sweep {
+            // Re-arm at the sweep: the folder may have been replaced.
+            if let Some(old) = self.inotify.take() {
+                let _ = self.epoll.delete(old.as_fd());
+            }
+            return None;
+        }
+        Some(workers)
+    }
+
+    fn status_line(&self) -> String {
+        let count = |v: Verdict| self.verdicts.values().filter(|x| **x == v).count();
+        format!(
+            "{} running, {} completed, {} not started, {} waiting, {} given up, {} dead; {} restart(s)",
+            count(Verdict::Running),
+            count(Verdict::Completed),
+            count(Verdict::NotStarted),
+            count(Verdict::Waiting),
+            count(Verdict::GivenUp),
+            count(Verdict::Dead),
+            self.restarts
+        )
+    }
+
+    /// One pass over every worker (`None`) or some. Returns whether it
+    /// completed.
+    fn pass(&mut self, scope: Option<&BTreeSet<String>>) -> bool {
+        let observation = match self.observer.observe(self.state.as_ref(), scope) {
+            Ok(o) => o,
+            Err(e) => {
+                self.log.log(Level::Error, &format!("Check failed: {e}"));
+                return false;
+            }
+        };
+        let Observation {
+            snapshot,
+            streams,
+            warnings,
+        } = observation;
+        let decision = decide(&self.settings.policy, &snapshot);
+
+        let mut all_warnings: Vec<String> = warnings;
+        all_warnings.extend(decision.warnings.iter().cloned());
+        if scope.is_none() {
+            // Scoped passes see part of the graph: their dependency warnings
+            // are partial and not logged; a sweep logs new ones.
+            for w in &all_warnings {
+                if !self.warned.contains(w) {
+                    self.log.log(Level::Warning, w);
+                }
+            }
+            self.warned = all_warnings.into_iter().collect();
+        }
+
+        match scope {
+            None => {
+                let gone: Vec<String> = self
+                    .verdicts
+                    .keys()
+                    .filter(|id| !streams.contains_key(*id))
+                    .cloned()
+                    .collect();
+                for id in gone {
+                    self.watches.remove(&self.epoll, &id);
+                    self.verdicts.remove(&id);
+                }
+                self.streams = streams.clone();
+                self.next_due = decision.next_due;
+            }
+            Some(_) => {
+                self.streams.extend(streams.clone());
+                if let Some(due) = decision.next_due {
+                    self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
+                }
+            }
+        }
+        for w in &decision.workers {
+            self.verdicts.insert(w.id.clone(), w.verdict);
+        }
+        self.log_failures();
+
+        if self.settings.policy.auto_restart {
+            let mut actor = Actor::new(&self.settings, &self.observer, self.state.as_ref());
+            actor.record_verdicts(&snapshot, &decision);
+            actor.act(&mut self.log, &decision, &streams);
+            for s in actor.spawned {
+                self.children.insert(s.pid, s.worker);
+            }
+            self.restarts += actor.restarted.len() as u64;
+            // Restarted workers are watched from now on.
+            self.retry
+                .extend(actor.restarted.into_iter().map(|(w, _)| w));
+        }
+
+        for (w, d) in snapshot.workers.iter().zip(&decision.workers) {
+            match (&w.process, d.verdict, d.pid) {
+                (Some(ProcessReading::Alive(info)), Verdict::Running, Some(pid)) => {
+                    if !self.watches.ensure(
+                        &self.epoll,
+                        &self.observer,
+                        &w.id,
+                        pid,
+                        info.start_ticks,
+                    ) {
+                        self.retry.insert(w.id.clone());
+                    }
+                }
+                _ => self.watches.remove(&self.epoll, &w.id),
+            }
+        }
+        self.passes_since_ping += 1;
+        self.notifier.status(&self.status_line());
+        true
+    }
+
+    /// Logs the original's pass summary when the set of failing workers changed.
+    fn log_failures(&mut self) {
+        let failing: BTreeSet<String> = self
+            .verdicts
+            .iter()
+            .filter(|(_, v)| v.is_failure())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if self.failing.as_ref() == Some(&failing) {
+            return;
+        }
+        let ids: Vec<&str> = failing.iter().map(String::as_str).collect();
+        log_pass_summary(&mut self.log, &ids, self.settings.policy.auto_restart);
+        self.failing = Some(failing);
+    }
+
+    fn sweep(&mut self) -> bool {
+        self.watch_pid_dir();
+        self.next_sweep = Instant::now() + self.interval;
+        self.pass(None)
+    }
+
+    /// Reaps every exited child and journals its exit status.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(status) => {
+                    let (Some(pid), Some(desc)) = (status.pid(), describe_status(status)) else {
+                        continue;
+                    };
+                    if let Some(worker) = self.children.remove(&pid.as_raw()) {
+                        self.log.log(
+                            Level::Info,
+                            &format!("Wrapper of worker {worker} (PID {pid}) exited ({desc})"),
+                        );
+                        self.journal(
+                            EventKind::ChildExited,
+                            NewEvent {
+                                worker: Some(&worker),
+                                pid: Some(pid.as_raw()),
+                                detail: Some(desc),
+                                ..NewEvent::default()
+                            },
+                        );
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// SIGHUP: reopen `monitor.log`, find the initiative again, reopen the
+    /// task DB.
+    fn reload(&mut self) {
+        self.notifier.reloading();
+        if let Err(e) = self.log.reopen() {
+            eprintln!("pidwatch: reopening {}: {e}", self.log.path().display());
+        }
+        self.log.log(
+            Level::Info,
+            "Reloading: monitor.log reopened, settings read again",
+        );
+        match Observer::open(&self.settings) {
+            Ok(observer) => {
+                if observer.initiative != self.observer.initiative {
+                    self.log.log(
+                        Level::Info,
+                        &format!("Monitoring initiative: {}", observer.initiative.name),
+                    );
+                    self.watches.clear(&self.epoll);
+                    self.verdicts.clear();
+                    self.streams.clear();
+                    self.failing = None;
+                }
+                self.observer = observer;
+            }
+            Err(e) => self.log.log(
+                Level::Error,
+                &format!("Reload failed, keeping the old settings: {e}"),
+            ),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        let now = Instant::now();
+        let mut wake = self.next_sweep;
+        if let Some(due) = self.next_due {
+            let wait = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            wake = wake.min(now + wait);
+        }
+        if let Some(wd) = self.watchdog {
+            wake = wake.min(self.last_ping + wd);
+        }
+        if !self.retry.is_empty() {
+            wake = now;
+        }
+        wake.saturating_duration_since(now)
+    }
+
+    fn run_loop(&mut self) -> i32 {
+        let policy = &self.settings.policy;
+        self.log.log(
+            Level::Info,
+            &format!(
+                "Starting monitor daemon (interval: {}s, max_restarts: {})",
+                self.interval.as_secs_f64(),
+                policy.max_restarts
+            ),
+        );
+        self.log.log(
+            Level::Info,
+            &format!("Monitoring initiative: {}", self.observer.initiative.name),
+        );
+        self.journal(
+            EventKind::MonitorStarted,
+            NewEvent {
+                pid: Some(std::process::id() as i32),
+                detail: Some(format!(
+                    "interval {}s, auto-restart {}, max_restarts {}",
+                    self.interval.as_secs_f64(),
+                    policy.auto_restart,
+                    policy.max_restarts
+                )),
+                ..NewEvent::default()
+            },
+        );
+        self.sweep();
+        if !self.watches.supported {
+            self.log.log(
+                Level::Warning,
+                &format!(
+                    "pidfd_open is not supported by this kernel (ENOSYS): deaths are noticed by the sweep every {}s",
+                    self.interval.as_secs_f64()
+                ),
+            );
+        }
+        self.notifier.ready(&self.status_line());
+
+        let mut events = vec![EpollEvent::empty(); 64];
+        loop {
+            let timeout = self.timeout();
+            let millis = timeout.as_millis().min(u128::from(u16::MAX)) as u16;
+            let n = match self.epoll.wait(&mut events, EpollTimeout::from(millis)) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => 0,
+                Err(e) => {
+                    self.log.log(Level::Error, &format!("epoll_wait: {e}"));
+                    std::thread::sleep(Duration::from_millis(100));
+                    0
+                }
+            };
+            let mut scope: BTreeSet<String> = std::mem::take(&mut self.retry);
+            let (mut sweep, mut shutdown, mut reload) = (false, false, false);
+            for ev in &events[..n] {
+                match ev.data() {
+                    TOKEN_SIGNALS => {
+                        let p = self.signals.take();
+                        shutdown |= p.shutdown;
+                        reload |= p.reload;
+                        sweep |= p.check_now;
+                    }
+                    TOKEN_INOTIFY => match self.read_inotify() {
+                        Some(workers) => scope.extend(workers),
+                        None => sweep = true,
+                    },
+                    token => {
+                        if let Some(worker) = self.watches.fired(&self.epoll, token) {
+                            scope.insert(worker);
+                        }
+                    }
+                }
+            }
+            // Children first: a wrapper that just exited is reaped (and its
+            // status journaled) before its worker is judged.
+            self.reap();
+            if shutdown {
+                break;
+            }
+            if reload {
+                self.reload();
+                sweep = true;
+            }
+            let now = Instant::now();
+            let due = self.next_due.is_some_and(|d| d <= Utc::now());
+            if sweep || due || now >= self.next_sweep {
+                self.sweep();
+            } else if !scope.is_empty() {
+                // The workers concerned and what they depend on.
+                let mut with_deps = scope.clone();
+                for id in &scope {
+                    if let Some(s) = self.streams.get(id) {
+                        with_deps.extend(s.dependencies.iter().cloned());
+                    }
+                }
+                self.pass(Some(&with_deps));
+            }
+            if reload {
+                self.notifier.ready(&self.status_line());
+            }
+            if let Some(wd) = self.watchdog
+                && Instant::now() >= self.last_ping + wd
+            {
+                // WATCHDOG=1 only after a completed pass: prove the pipeline
+                // works, not just the loop.
+                if self.passes_since_ping > 0 || self.sweep() {
+                    self.notifier.watchdog();
+                }
+                self.passes_since_ping = 0;
+                self.last_ping = Instant::now();
+            }
+        }
+
+        self.log.log(Level::Info, "Received shutdown signal");
+        self.journal(
+            EventKind::MonitorStopped,
+            NewEvent {
+                pid: Some(std::process::id() as i32),
+                ..NewEvent::default()
+            },
+        );
+        self.notifier.stopping();
+        self.watches.clear(&self.epoll);
+        EXIT_OK
+    }
+}
