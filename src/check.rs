@@ -107,9 +107,7 @@ pub fn run(settings: &Settings) -> Result<i32> {
 
     if acting {
         if !settings.output.quiet && !settings.output.json {
-            log.set_echo(Some(crate::monitor_log::Console::Plain(
-                settings.output.color,
-            )));
+            log.set_echo(Some(settings.output.console()));
         }
         let mut actor = crate::act::Actor::new(settings, &observer, state.as_ref());
         actor.record_verdicts(&snapshot, &decision);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::cli::{ColorChoice, GlobalArgs, RestartArgs};
 use crate::core::Policy;
 use crate::error::{Error, Result};
+use crate::monitor_log::Console;
 
 /// Every path pidwatch uses, resolved and absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,18 @@ pub struct Output {
     /// stdout goes to the systemd journal (`JOURNAL_STREAM` set): priority
     /// prefixes, no colour.
     pub journal: bool,
+}
+
+impl Output {
+    /// How log lines look on the console: sd-daemon priorities under
+    /// systemd, else `[LEVEL]` tags, coloured or not.
+    pub fn console(&self) -> Console {
+        if self.journal {
+            Console::Journal
+        } else {
+            Console::Plain(self.color)
+        }
+    }
 }
 
 /// How restarts are carried out.
@@ -225,6 +238,17 @@ pub fn resolve_paths(
     })
 }
 
+/// Whether stdout gets colour: `--color`, `NO_COLOR`, a terminal, and never
+/// under systemd (`JOURNAL_STREAM`).
+pub fn color_enabled(global: &GlobalArgs, env: &Environment) -> bool {
+    !env.journal_stream
+        && match global.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => env.stdout_is_terminal && !env.no_color,
+        }
+}
+
 /// Resolves all settings of a command.
 ///
 /// Errors ([`Error::Config`], exit 2): as [`resolve_paths`], or a duration
@@ -245,12 +269,7 @@ pub fn resolve(global: &GlobalArgs, restart: &RestartArgs, env: &Environment) ->
         dry_run: restart.dry_run,
     };
     let journal = env.journal_stream;
-    let color = !journal
-        && match global.color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => env.stdout_is_terminal && !env.no_color,
-        };
+    let color = color_enabled(global, env);
     Ok(Settings {
         paths,
         initiative: global.initiative.clone().filter(|i| !i.is_empty()),

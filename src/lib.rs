@@ -88,11 +88,7 @@ pub fn dispatch(cli: Cli, env: &Environment) -> Result<i32> {
         Command::Status(args) => commands::status(&global, &args, env),
         Command::History(args) => commands::history(&global, &args, env),
         Command::Reset(args) => commands::reset(&global, &args, env),
-        Command::Demo(args) => {
-            let settings = config::resolve(&global, &cli::RestartArgs::default(), env);
-            let color = settings.map(|s| s.output.color).unwrap_or(false);
-            demo::run(&args, color)
-        }
+        Command::Demo(args) => demo::run(&args, config::color_enabled(&global, env)),
         Command::Wrapper => {
             print_stdout(WRAPPER_SCRIPT);
             Ok(0)

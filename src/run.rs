@@ -35,7 +35,7 @@ use crate::config::{self, Settings};
 use crate::core::{ProcessReading, Verdict, decide};
 use crate::error::{EXIT_OK, Error, Result};
 use crate::lock::{self, Lock};
-use crate::monitor_log::{Console, Level, MonitorLog};
+use crate::monitor_log::{Level, MonitorLog};
 use crate::notify::Notifier;
 use crate::observe::{Observation, Observer};
 use crate::signals::Signals;
@@ -277,11 +277,7 @@ struct Monitor {
 impl Monitor {
     fn start(settings: &Settings, interval: Duration, daemon: bool) -> Result<Monitor> {
         let settings = settings.clone();
-        let echo = match (settings.output.quiet || daemon, settings.output.journal) {
-            (true, _) => None,
-            (false, true) => Some(Console::Journal),
-            (false, false) => Some(Console::Plain(settings.output.color)),
-        };
+        let echo = (!settings.output.quiet && !daemon).then(|| settings.output.console());
         let log = MonitorLog::open(&settings.paths.log_file, echo)
             .map_err(|e| Error::io("opening", &settings.paths.log_file, e))?;
         let observer = Observer::open(&settings)?;

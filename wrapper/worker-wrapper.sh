@@ -94,6 +94,7 @@ echo "$$" >"$tmp"
 mv -f -- "$tmp" "$pid_file" || { rm -f -- "$tmp"; exit 1; }
 
 child=
+# shellcheck disable=SC2317  # called from the traps below
 forward() {
   # The worker leads its own process group: signal the whole group at once.
   [ -n "$child" ] && kill -s "$1" -- "-$child" 2>/dev/null

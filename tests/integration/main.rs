@@ -1,4 +1,7 @@
 //! Integration tests: the real binary, real processes, real SQLite files.
 
 mod check;
+mod restart;
+mod service;
 mod util;
+mod wrapper;

@@ -19,33 +19,7 @@ pub const INITIATIVE: &str = "3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b";
 /// Another initiative, whose tasks must never count.
 pub const OTHER_INITIATIVE: &str = "99999999-0000-4000-8000-000000000000";
 
-/// The task DB schema of the reference (section 3), with its optional tables.
-pub const TASKS_SCHEMA: &str = "
-CREATE TABLE initiatives (id TEXT PRIMARY KEY, title TEXT NOT NULL, description TEXT,
-    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
-CREATE TABLE prds (id TEXT PRIMARY KEY, initiative_id TEXT NOT NULL, title TEXT NOT NULL,
-    description TEXT, content TEXT NOT NULL, metadata TEXT DEFAULT '{}',
-    status TEXT DEFAULT 'active', created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
-CREATE TABLE tasks (id TEXT PRIMARY KEY, prd_id TEXT REFERENCES prds(id), parent_id TEXT,
-    title TEXT NOT NULL, description TEXT, assigned_agent TEXT,
-    status TEXT DEFAULT 'pending', blocked_reason TEXT, notes TEXT, metadata TEXT DEFAULT '{}',
-    created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-    archived INTEGER DEFAULT 0, archived_at TEXT, archived_by_initiative_id TEXT);
-CREATE INDEX idx_prds_initiative ON prds(initiative_id);
-CREATE INDEX idx_tasks_prd ON tasks(prd_id);
-CREATE INDEX idx_tasks_status ON tasks(status);
-CREATE INDEX idx_tasks_archived ON tasks(archived);
-CREATE TABLE migrations (version INTEGER PRIMARY KEY, applied_at TEXT);
-CREATE TABLE work_products (id TEXT PRIMARY KEY, task_id TEXT, content TEXT);
-CREATE TABLE activity_log (id INTEGER PRIMARY KEY, message TEXT);
-";
-
-/// The memory DB's `initiatives` table (the columns pidwatch reads, and some).
-pub const MEMORY_SCHEMA: &str = "
-CREATE TABLE initiatives (id TEXT PRIMARY KEY, project_id TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL, goal TEXT, status TEXT, decisions TEXT, lessons TEXT,
-    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
-";
+pub use pidwatch::demo::{MEMORY_SCHEMA, TASKS_SCHEMA};
 
 /// Waits for `cond` to hold, polling, up to `limit`; panics with `what` when
 /// it does not.
@@ -189,7 +163,63 @@ pub struct Fixture {
     pub memory_db: PathBuf,
     /// Processes started for this test.
     pub procs: Vec<Proc>,
+    /// Wrappers started by the test itself (its children, reaped on drop).
+    pub wrappers: Vec<i32>,
     next_task: u32,
+}
+
+impl Drop for Fixture {
+    /// Kills every process working inside the fixture's folder (wrappers
+    /// and workers started by the test or by pidwatch), then reaps the
+    /// test's own children.
+    fn drop(&mut self) {
+        kill_processes_under(self.tmp.path());
+        for pid in self.wrappers.drain(..) {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+    }
+}
+
+/// The live processes whose current directory is under `root`.
+pub fn processes_under(root: &Path) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| is_alive(*pid))
+        .filter(|pid| {
+            fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(root))
+        })
+        .collect()
+}
+
+/// SIGKILLs every process whose current directory is under `root`, and its
+/// session and process group.
+pub fn kill_processes_under(root: &Path) {
+    let me = std::process::id() as i32;
+    for _ in 0..3 {
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            if fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(root)) {
+                sigkill(pid);
+                kill_tree(pid);
+            }
+        }
+    }
 }
 
 impl Fixture {
@@ -255,6 +285,7 @@ impl Fixture {
             tasks_db,
             memory_db,
             procs: Vec::new(),
+            wrappers: Vec::new(),
             next_task: 0,
         }
     }
@@ -412,4 +443,162 @@ pub fn worker<'a>(json: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|w| w["id"] == id)
         .unwrap_or_else(|| panic!("no worker {id} in {json}"))
+}
+
+/// The command workers run in tests: a `sleep` that leads its own group.
+pub const WORKER: &str = "exec sleep 600";
+
+impl Fixture {
+    /// Starts `worker` through the installed wrapper as the orchestrator
+    /// would (new session), running `command`, and waits for its PID file.
+    /// Returns the wrapper's PID.
+    pub fn start_worker(&mut self, worker: &str, command: &str) -> i32 {
+        let wrapper = self.install_wrapper();
+        let pid_file = self.pidfile_path(worker);
+        let work_dir = self.work_dir(worker);
+        fs::create_dir_all(&work_dir).unwrap();
+        let call = pidwatch::spawn::WrapperCall {
+            wrapper: &wrapper,
+            worker,
+            pid_file: &pid_file,
+            log_dir: &self.dir.join("logs"),
+            work_dir: &work_dir,
+            initiative: INITIATIVE,
+            prompt: "test prompt",
+            worker_command: Some(command),
+        };
+        let pid = call.spawn().unwrap();
+        self.wrappers.push(pid);
+        wait_for("the wrapper's PID file", Duration::from_secs(10), || {
+            self.pid_in_file(worker) == Some(pid)
+        });
+        pid
+    }
+
+    /// The work dir of a stream (created by tests for non-git projects).
+    pub fn work_dir(&self, worker: &str) -> PathBuf {
+        if worker == "main" {
+            self.project.clone()
+        } else {
+            self.project.join(".claude/worktrees").join(worker)
+        }
+    }
+
+    /// The PID in a worker's PID file, if it holds one.
+    pub fn pid_in_file(&self, worker: &str) -> Option<i32> {
+        fs::read_to_string(self.pidfile_path(worker))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Waits until the worker's PID file names a live process other than
+    /// `old`, and returns it.
+    pub fn wait_restarted(&self, worker: &str, old: i32, limit: Duration) -> i32 {
+        let mut new = 0;
+        wait_for(&format!("{worker} to be restarted"), limit, || {
+            match self.pid_in_file(worker) {
+                Some(p) if p != old && is_alive(p) => {
+                    new = p;
+                    true
+                }
+                _ => false,
+            }
+        });
+        new
+    }
+
+    /// Reaps a wrapper the test started and killed.
+    pub fn reap(&mut self, pid: i32) {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        self.wrappers.retain(|p| *p != pid);
+    }
+
+    /// The journal as `(worker, kind)` pairs, through `pidwatch history --json`.
+    pub fn history(&self) -> Vec<(String, String)> {
+        let out = self.cmd().args(["history", "--json"]).output().unwrap();
+        let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        events
+            .iter()
+            .map(|e| {
+                (
+                    e["worker"].as_str().unwrap_or("-").to_string(),
+                    e["kind"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Starts `pidwatch run` with `args`; killed when the guard drops.
+    pub fn monitor(&self, args: &[&str]) -> Monitor {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
+        cmd.current_dir(&self.project)
+            .env("HOME", &self.home)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("JOURNAL_STREAM")
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Monitor::spawn(cmd)
+    }
+}
+
+/// A running `pidwatch run`; SIGKILLed and reaped when dropped.
+pub struct Monitor {
+    pub child: Option<Child>,
+    pub pid: i32,
+}
+
+impl Monitor {
+    pub fn spawn(mut cmd: Command) -> Monitor {
+        let child = cmd.spawn().expect("spawn pidwatch run");
+        let pid = child.id() as i32;
+        Monitor {
+            child: Some(child),
+            pid,
+        }
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig).unwrap();
+    }
+
+    /// Waits for the monitor to exit; returns its exit code and what it
+    /// wrote on the piped streams (stdout, then stderr).
+    pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, String) {
+        use std::io::Read;
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut text = String::new();
+                if let Some(mut o) = child.stdout.take() {
+                    let _ = o.read_to_string(&mut text);
+                }
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut text);
+                }
+                return (status.code(), text);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("pidwatch run did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

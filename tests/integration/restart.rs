@@ -1,0 +1,509 @@
+//! Restarting, end to end with the real binary and the real wrapper.
+
+use std::fs;
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::Signal;
+
+use crate::util::*;
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// A fixture with one incomplete stream `W` running through the wrapper.
+/// Returns the fixture and the wrapper's PID.
+fn one_worker() -> (Fixture, i32) {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    let pid = fx.start_worker("W", WORKER);
+    (fx, pid)
+}
+
+fn kill9(pid: i32) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+}
+
+/// The worker (the wrapper's child) of the wrapper `wrapper`.
+fn worker_of(wrapper: i32) -> i32 {
+    let mut found = None;
+    wait_for("the wrapper's worker", LIMIT, || {
+        found = fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+            (fields.get(1)?.parse::<i32>().ok()? == wrapper).then_some(pid)
+        });
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+fn check_restart(fx: &Fixture, extra: &[&str]) -> (i32, String) {
+    let out = fx
+        .cmd()
+        .args(["check", "--auto-restart", "--worker-command", WORKER])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+#[test]
+fn a_sigkilled_worker_comes_back_and_its_survivor_is_stopped() {
+    let (mut fx, wrapper) = one_worker();
+    let survivor = worker_of(wrapper);
+    kill9(wrapper);
+    fx.reap(wrapper);
+    assert!(is_alive(survivor), "the worker outlives its killed wrapper");
+
+    let (code, out) = check_restart(&fx, &[]);
+    assert_eq!(code, 1, "dead workers exit 1 even when restarted: {out}");
+    let new = fx.wait_restarted("W", wrapper, LIMIT);
+    // Never two instances: the old worker was stopped before the spawn.
+    wait_for("the survivor to be stopped", LIMIT, || !is_alive(survivor));
+    let log = fs::read_to_string(fx.worker_log_path("W")).unwrap();
+    assert_eq!(log.matches("Started:").count(), 2, "a new header: {log}");
+    assert!(log.contains(&format!("PID: {new}")), "{log}");
+    let monitor = fx.monitor_log();
+    assert!(
+        monitor.contains("[INFO] Restarting worker W (attempt 1/2)"),
+        "{monitor}"
+    );
+    assert!(
+        monitor.contains(&format!("[SUCCESS] Worker W restarted (PID: {new})")),
+        "{monitor}"
+    );
+    assert!(
+        monitor.contains("Stopped survivors of worker W"),
+        "{monitor}"
+    );
+    let history = fx.history();
+    for kind in [
+        "dead_detected",
+        "restart_attempted",
+        "survivors_stopped",
+        "restarted",
+    ] {
+        assert!(
+            history.contains(&("W".into(), kind.into())),
+            "{kind} in {history:?}"
+        );
+    }
+    // The worker is healthy again.
+    let (code, json, _) = fx.check_json(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(worker(&json, "W")["pid"], new);
+}
+
+#[test]
+fn the_restart_cap_holds_across_one_shot_runs_until_reset() {
+    let (mut fx, first) = one_worker();
+    kill9(first);
+    fx.reap(first);
+    let mut pid = first;
+    for attempt in 1..=2 {
+        let (code, out) = check_restart(&fx, &["--restart-delay", "0"]);
+        assert_eq!(code, 1, "{out}");
+        pid = fx.wait_restarted("W", pid, LIMIT);
+        assert!(
+            fx.monitor_log()
+                .contains(&format!("Restarting worker W (attempt {attempt}/2)"))
+        );
+        kill9(pid);
+    }
+    wait_for("the last worker to die", LIMIT, || !is_alive(pid));
+    let (code, out) = check_restart(&fx, &["--restart-delay", "0"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        fx.monitor_log()
+            .contains("[ERROR] Worker W has reached max restart limit (2)")
+    );
+    assert!(!fx.monitor_log().contains("attempt 3/2"));
+    let (_, json, _) = fx.check_json(&[]);
+    assert_eq!(worker(&json, "W")["verdict"], "given_up");
+    // The ERROR is logged once, not at every check.
+    check_restart(&fx, &["--restart-delay", "0"]);
+    assert_eq!(
+        fx.monitor_log()
+            .matches("has reached max restart limit")
+            .count(),
+        1
+    );
+
+    fx.cmd().args(["reset", "W"]).assert().code(0);
+    assert!(fx.history().contains(&("W".into(), "reset".into())));
+    let (code, _) = check_restart(&fx, &["--restart-delay", "0"]);
+    assert_eq!(code, 1);
+    fx.wait_restarted("W", pid, LIMIT);
+    assert!(
+        fx.monitor_log()
+            .contains("Restarting worker W (attempt 1/2)")
+    );
+}
+
+#[test]
+fn backoff_is_respected_between_attempts() {
+    let (mut fx, first) = one_worker();
+    kill9(first);
+    fx.reap(first);
+    let (_, out) = check_restart(&fx, &["--restart-delay", "30"]);
+    let second = fx.wait_restarted("W", first, LIMIT);
+    kill9(second);
+    wait_for("the worker to die", LIMIT, || !is_alive(second));
+    // Attempt 2 is due 30 × 2 = 60 s after attempt 1: not yet.
+    let (code, out2) = check_restart(&fx, &["--restart-delay", "30"]);
+    assert_eq!(code, 1, "{out}{out2}");
+    assert!(
+        !fx.monitor_log().contains("attempt 2/2"),
+        "{}",
+        fx.monitor_log()
+    );
+    let attempts = fx
+        .history()
+        .iter()
+        .filter(|(_, k)| k == "restart_attempted")
+        .count();
+    assert_eq!(attempts, 1);
+    // Without a delay, it is due at once.
+    check_restart(&fx, &["--restart-delay", "0"]);
+    fx.wait_restarted("W", second, LIMIT);
+    assert!(
+        fx.monitor_log()
+            .contains("Restarting worker W (attempt 2/2)")
+    );
+}
+
+#[test]
+fn the_unrelated_process_behind_a_reused_pid_is_never_signalled() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    fx.ran_before("W");
+    fs::create_dir_all(fx.work_dir("W")).unwrap();
+    fx.install_wrapper();
+    // The PID file names a live process that started after it was written.
+    let stranger = Proc::sleep();
+    let path = fx.pidfile("W", &format!("{}\n", stranger.pid));
+    fx.set_mtime(&path, SystemTime::now() - Duration::from_secs(120));
+
+    let (code, out) = check_restart(&fx, &["--stop-timeout", "0"]);
+    assert_eq!(code, 1, "{out}");
+    let new = fx.wait_restarted("W", stranger.pid, LIMIT);
+    assert_ne!(new, stranger.pid);
+    assert!(is_alive(stranger.pid), "the stranger must live on");
+    let log = fx.monitor_log();
+    assert!(
+        log.contains(&format!(
+            "PID {} of worker W now belongs to another process",
+            stranger.pid
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("Stopped survivors"), "{log}");
+    drop(stranger);
+}
+
+#[test]
+fn a_missing_worktree_is_created_with_git_or_refused() {
+    let mut fx = Fixture::new();
+    fx.task("Feature", "in_progress", &[]);
+    fx.ran_before("Feature");
+    fx.install_wrapper();
+    // Not a git repository: no restart, an error naming the folder.
+    let (code, _) = check_restart(&fx, &[]);
+    assert_eq!(code, 1);
+    let log = fx.monitor_log();
+    assert!(
+        log.contains("[ERROR] Failed to restart worker Feature: work dir"),
+        "{log}"
+    );
+    assert!(log.contains("is not a git repository"), "{log}");
+    assert!(!fx.work_dir("Feature").exists(), "no empty folder is made");
+
+    // A git repository: `git worktree add` on branch Feature.
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+            .arg(&fx.project)
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "init"]);
+    fx.cmd().args(["reset", "Feature"]).assert().code(0);
+    let (code, out) = check_restart(&fx, &[]);
+    assert_eq!(code, 1, "{out}");
+    fx.wait_restarted("Feature", 0, LIMIT);
+    assert!(fx.work_dir("Feature").join(".git").exists(), "a worktree");
+    let branches = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&fx.project)
+        .args(["branch", "--list", "Feature"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&branches.stdout).contains("Feature"));
+}
+
+#[test]
+fn dry_run_plans_but_does_nothing() {
+    let (mut fx, wrapper) = one_worker();
+    kill9(wrapper);
+    fx.reap(wrapper);
+    let (code, out) = check_restart(&fx, &["--dry-run"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("[dry-run] would restart worker W (attempt 1/2)"),
+        "{out}"
+    );
+    assert_eq!(fx.pid_in_file("W"), Some(wrapper), "untouched");
+    assert!(fx.history().is_empty(), "nothing recorded");
+}
+
+#[test]
+fn the_monitor_restarts_at_once_without_waiting_for_the_sweep() {
+    let (mut fx, wrapper) = one_worker();
+    let mut monitor = fx.monitor(&[
+        "--auto-restart",
+        "--interval",
+        "3600",
+        "--worker-command",
+        WORKER,
+    ]);
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    // A worker that exits on its own: the wrapper removes its PID file.
+    let worker = worker_of(wrapper);
+    kill9(worker);
+    let second = fx.wait_restarted("W", wrapper, LIMIT);
+    fx.reap(wrapper);
+    // A wrapper killed outright: its pidfd tells.
+    kill9(second);
+    let third = fx.wait_restarted("W", second, LIMIT);
+    assert_ne!(third, second);
+    let log = fx.monitor_log();
+    assert!(log.contains("Restarting worker W (attempt 1/2)"), "{log}");
+    assert!(log.contains("Restarting worker W (attempt 2/2)"), "{log}");
+    monitor.signal(Signal::SIGTERM);
+    let (code, err) = monitor.wait_exit(LIMIT);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn the_cap_holds_across_a_monitor_restart() {
+    let (mut fx, wrapper) = one_worker();
+    let args = [
+        "--auto-restart",
+        "--max-restarts",
+        "1",
+        "--restart-delay",
+        "0",
+        "--worker-command",
+        WORKER,
+    ];
+    let mut monitor = fx.monitor(&args);
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    kill9(wrapper);
+    fx.reap(wrapper);
+    let second = fx.wait_restarted("W", wrapper, LIMIT);
+    monitor.signal(Signal::SIGTERM);
+    assert_eq!(monitor.wait_exit(LIMIT).0, Some(0));
+
+    let _again = fx.monitor(&args);
+    wait_for("the second monitor's pass", LIMIT, || {
+        fx.monitor_log().matches("Starting monitor daemon").count() == 2
+            && fx.monitor_log().matches("All workers healthy").count() >= 2
+    });
+    kill9(second);
+    wait_for("the given-up error", LIMIT, || {
+        fx.monitor_log()
+            .contains("[ERROR] Worker W has reached max restart limit (1)")
+    });
+    assert!(!fx.monitor_log().contains("attempt 2/1"));
+    assert!(
+        fx.pid_in_file("W").filter(|p| is_alive(*p)).is_none(),
+        "not restarted"
+    );
+}
+
+#[test]
+fn a_second_monitor_is_refused_and_named() {
+    let (fx, _) = one_worker();
+    let _first = fx.monitor(&["--auto-restart", "--worker-command", WORKER]);
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    let holder = fs::read_to_string(fx.dir.join("pidwatch.lock")).unwrap();
+    for args in [
+        vec!["run", "--auto-restart"],
+        vec!["check", "--auto-restart"],
+    ] {
+        let out = fx.cmd().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("another pidwatch (PID {})", holder.trim())),
+            "{err}"
+        );
+    }
+    // A plain check reads only, and is allowed.
+    fx.cmd().arg("check").assert().code(0);
+}
+
+#[test]
+fn sigterm_exits_zero_and_leaves_workers_running() {
+    let (fx, wrapper) = one_worker();
+    let mut monitor = fx.monitor(&["--auto-restart", "--worker-command", WORKER]);
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    monitor.signal(Signal::SIGTERM);
+    let (code, err) = monitor.wait_exit(LIMIT);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(fx.monitor_log().contains("[INFO] Received shutdown signal"));
+    assert!(is_alive(wrapper), "workers survive the monitor");
+    assert!(
+        fx.history()
+            .contains(&("-".into(), "monitor_stopped".into()))
+    );
+}
+
+#[test]
+fn sighup_reopens_a_rotated_log() {
+    let (fx, _) = one_worker();
+    let _monitor = fx.monitor(&["--worker-command", WORKER]);
+    let log = fx.dir.join("logs/monitor.log");
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    let rotated = fx.dir.join("logs/monitor.log.1");
+    fs::rename(&log, &rotated).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(_monitor.pid), Signal::SIGHUP).unwrap();
+    wait_for("a new monitor.log", LIMIT, || {
+        fs::read_to_string(&log).is_ok_and(|t| t.contains("Reloading: monitor.log reopened"))
+    });
+    let old = fs::read_to_string(&rotated).unwrap();
+    assert!(
+        old.contains("Starting monitor daemon") && !old.contains("Reloading"),
+        "{old}"
+    );
+}
+
+#[test]
+fn the_monitor_leaves_no_zombie_children() {
+    let (mut fx, wrapper) = one_worker();
+    let monitor = fx.monitor(&[
+        "--auto-restart",
+        "--max-restarts",
+        "10",
+        "--restart-delay",
+        "0",
+        "--worker-command",
+        WORKER,
+    ]);
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    kill9(wrapper);
+    fx.reap(wrapper);
+    let mut pid = wrapper;
+    for _ in 0..3 {
+        pid = fx.wait_restarted("W", pid, LIMIT);
+        // Its wrappers are the monitor's children: kill the worker so that
+        // the wrapper exits normally and must be reaped.
+        kill9(worker_of(pid));
+    }
+    fx.wait_restarted("W", pid, LIMIT);
+    let zombies = || {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let f: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+                (f.first() == Some(&"Z") && f.get(1)?.parse::<i32>().ok()? == monitor.pid)
+                    .then_some(pid)
+            })
+            .count()
+    };
+    wait_for("no zombie children of the monitor", LIMIT, || {
+        zombies() == 0
+    });
+    let exits = fx
+        .history()
+        .iter()
+        .filter(|(_, k)| k == "child_exited")
+        .count();
+    assert!(exits >= 3, "exit statuses journaled: {:?}", fx.history());
+}
+
+#[test]
+fn the_wrapper_is_spawned_as_the_contract_says() {
+    let (mut fx, wrapper) = one_worker();
+    kill9(wrapper);
+    fx.reap(wrapper);
+    let probe = "env > \"$PIDWATCH_WORK_DIR/env.txt\"; printf '%s' \"$PIDWATCH_PROMPT\" > \"$PIDWATCH_WORK_DIR/prompt.txt\"; exec sleep 600";
+    let out = fx
+        .cmd()
+        .env("NOTIFY_SOCKET", "/run/systemd/notify")
+        .env("WATCHDOG_USEC", "1000000")
+        .env("WATCHDOG_PID", "1")
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_PID", "1")
+        .env("KEEP_ME", "yes")
+        .args(["check", "--auto-restart", "--worker-command", probe])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let new = fx.wait_restarted("W", wrapper, LIMIT);
+    let work = fx.work_dir("W");
+    wait_for("the probe's files", LIMIT, || {
+        work.join("prompt.txt").exists()
+    });
+    let env = fs::read_to_string(work.join("env.txt")).unwrap();
+    for gone in [
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+    ] {
+        assert!(
+            !env.lines().any(|l| l.starts_with(&format!("{gone}="))),
+            "{gone} leaked: {env}"
+        );
+    }
+    assert!(env.contains("KEEP_ME=yes"), "the rest is inherited");
+    let prompt = fs::read_to_string(work.join("prompt.txt")).unwrap();
+    for needle in [
+        "Stream: W",
+        INITIATIVE,
+        "Ship the thing",
+        "TASK-0001",
+        "Task TASK-0001",
+        "(in_progress)",
+    ] {
+        assert!(
+            prompt.contains(needle),
+            "{needle:?} in the prompt: {prompt}"
+        );
+    }
+    // A session of its own, stdio on /dev/null.
+    let stat = fs::read_to_string(format!("/proc/{new}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .collect();
+    assert_eq!(fields[3], new.to_string(), "session leader");
+    for fd in 0..3 {
+        let target = fs::read_link(format!("/proc/{new}/fd/{fd}")).unwrap();
+        assert_eq!(target, std::path::Path::new("/dev/null"), "fd {fd}");
+    }
+}

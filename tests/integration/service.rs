@@ -1,0 +1,260 @@
+//! The monitor as a service: sd_notify, journal output, --daemon; and the
+//! commands around the state DB: status, history, reset, old schemas.
+
+use std::fs;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use rusqlite::Connection;
+use serde_json::Value;
+
+use crate::util::*;
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// Receives datagrams until one contains every needle; returns all text seen.
+fn receive_until(sock: &UnixDatagram, needles: &[&str]) -> String {
+    let deadline = Instant::now() + LIMIT;
+    let mut seen = String::new();
+    let mut buf = vec![0u8; 4096];
+    while !needles.iter().all(|n| seen.contains(n)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "timed out waiting for {needles:?}; got {seen:?}"
+        );
+        sock.set_read_timeout(Some(left)).unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_notify_socket_receives_ready_status_watchdog_reloading_and_stopping() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    fx.live_worker("W");
+    let path = fx.tmp.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
+    cmd.current_dir(&fx.project)
+        .env("HOME", &fx.home)
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "400000")
+        .env_remove("WATCHDOG_PID")
+        .args(["run", "--interval", "3600"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut monitor = Monitor::spawn(cmd);
+
+    let seen = receive_until(&sock, &["READY=1", "STATUS=1 running", "WATCHDOG=1"]);
+    assert!(seen.contains("0 dead; 0 restart(s)"), "{seen}");
+    // The watchdog goes on (after a pass each time), not just once.
+    let again = receive_until(&sock, &["WATCHDOG=1"]);
+    assert!(again.contains("WATCHDOG=1"));
+    monitor.signal(Signal::SIGHUP);
+    let reload = receive_until(&sock, &["RELOADING=1", "MONOTONIC_USEC=", "READY=1"]);
+    assert!(
+        reload.find("RELOADING=1") < reload.rfind("READY=1"),
+        "{reload}"
+    );
+    monitor.signal(Signal::SIGTERM);
+    receive_until(&sock, &["STOPPING=1"]);
+    assert_eq!(monitor.wait_exit(LIMIT).0, Some(0));
+}
+
+#[test]
+fn under_systemd_console_lines_carry_priorities_and_no_colour() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    fx.ran_before("W"); // dead: a WARNING line
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
+    cmd.current_dir(&fx.project)
+        .env("HOME", &fx.home)
+        .env("JOURNAL_STREAM", "8:12345")
+        .args(["run", "--color", "always"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut monitor = Monitor::spawn(cmd);
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("Found 1 dead")
+    });
+    monitor.signal(Signal::SIGTERM);
+    let (code, out) = monitor.wait_exit(LIMIT);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("<6>[INFO] Starting monitor daemon"), "{out}");
+    assert!(
+        out.contains("<4>[WARNING] Found 1 dead worker(s): W"),
+        "{out}"
+    );
+    assert!(out.contains("<6>[INFO] Received shutdown signal"), "{out}");
+    assert!(!out.contains('\u{1b}'), "no colour under systemd: {out:?}");
+}
+
+#[test]
+fn daemon_mode_detaches_writes_its_pid_file_and_refuses_a_second() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    fx.live_worker("W");
+    let pid_file = fx.tmp.path().join("run/pidwatch.pid");
+    let out = fx
+        .cmd()
+        .args(["run", "--daemon", "--pid-file"])
+        .arg(&pid_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut daemon = 0;
+    wait_for("the daemon's PID file", LIMIT, || {
+        daemon = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        daemon > 0
+    });
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            kill_tree(self.0);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), Signal::SIGKILL);
+        }
+    }
+    let _guard = Kill(daemon);
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{daemon}/comm"))
+            .unwrap()
+            .trim(),
+        "pidwatch"
+    );
+    wait_for("the daemon's first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+
+    let second = fx
+        .cmd()
+        .args(["run", "--daemon", "--pid-file"])
+        .arg(&pid_file)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains(&daemon.to_string()));
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon), Signal::SIGTERM).unwrap();
+    wait_for("the PID file to be removed", LIMIT, || !pid_file.exists());
+    wait_for("the daemon to exit", LIMIT, || !is_alive(daemon));
+    assert!(fx.monitor_log().contains("Received shutdown signal"));
+}
+
+#[test]
+fn status_reports_uptime_resources_attempts_and_last_event() {
+    let mut fx = Fixture::new();
+    fx.task("Up", "in_progress", &[]);
+    let pid = fx.live_worker("Up");
+    fx.task("Down", "pending", &[]);
+    fx.ran_before("Down");
+    let out = fx.cmd().args(["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let up = worker(&json, "Up");
+    assert_eq!(up["verdict"], "running");
+    assert_eq!(up["pid"], pid);
+    assert!(up["uptime_seconds"].as_u64().is_some(), "{up}");
+    assert!(up["rss_bytes"].as_u64().unwrap() > 0, "{up}");
+    assert_eq!(up["attempts"], 0);
+    assert_eq!(up["max_restarts"], 2);
+    // The same shape as check --json, plus the status fields.
+    let (_, check, _) = fx.check_json(&[]);
+    for key in worker(&check, "Up").as_object().unwrap().keys() {
+        assert!(up.get(key).is_some(), "status lacks {key}");
+    }
+    assert_eq!(json["summary"], check["summary"]);
+    let text = fx
+        .cmd()
+        .args(["status", "--color", "never"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("UPTIME") && text.contains("RESTARTS") && text.contains("0/2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_old_state_db_is_read_and_a_newer_one_refused() {
+    let mut fx = Fixture::new();
+    for s in ["Stuck", "Flaky"] {
+        fx.task(s, "in_progress", &[]);
+        fx.ran_before(s);
+    }
+    let db = fx.dir.join("pidwatch.db");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(include_str!("../fixtures/state-v1.sql"))
+        .unwrap();
+    let (code, json, stderr) = fx.check_json(&[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(worker(&json, "Stuck")["verdict"], "given_up");
+    assert_eq!(worker(&json, "Flaky")["verdict"], "dead", "1 attempt of 2");
+    let history = fx
+        .cmd()
+        .args(["history", "Stuck", "--json"])
+        .output()
+        .unwrap();
+    let events: Vec<Value> = serde_json::from_slice(&history.stdout).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["dead_detected", "restart_attempted", "given_up"]);
+    assert_eq!(events[0]["pid"], 12345);
+    // reset writes to the old file without trouble.
+    fx.cmd().args(["reset", "Stuck"]).assert().code(0);
+    let (_, json, _) = fx.check_json(&[]);
+    assert_eq!(worker(&json, "Stuck")["verdict"], "dead");
+    fx.cmd().args(["reset", "Nobody"]).assert().code(2);
+
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99;")
+        .unwrap();
+    let out = fx.cmd().arg("check").output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("schema version 99 is newer"), "{err}");
+}
+
+#[test]
+fn the_wrapper_and_the_demo_ship_in_the_binary() {
+    let fx = Fixture::new();
+    let out = fx.cmd().arg("wrapper").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        pidwatch::WRAPPER_SCRIPT
+    );
+    let demo = fx
+        .cmd()
+        .args(["demo", "--color", "never"])
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&demo.stdout);
+    assert_eq!(
+        demo.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    assert!(
+        text.contains("[SUCCESS] Worker Stream-B restarted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[SUCCESS] Worker Stream-C restarted"),
+        "{text}"
+    );
+    assert!(text.contains("everything it started is stopped"), "{text}");
+}
