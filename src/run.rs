@@ -144,6 +144,17 @@ struct Watch {
     token: u64,
 }
 
+/// Whether a running worker could be watched through a pidfd.
+enum Watched {
+    /// Its pidfd is in the epoll set.
+    Yes,
+    /// It exited, or its PID now names another process: observe it again.
+    Changed,
+    /// No pidfd can be had (no kernel support, out of descriptors): the
+    /// sweep and inotify still see it.
+    Unavailable(Errno),
+}
+
 /// The pidfds of running workers, registered in the epoll set.
 struct Watches {
     by_worker: HashMap<String, Watch>,
@@ -153,12 +164,15 @@ struct Watches {
 }
 
 impl Watches {
-    fn new() -> Watches {
+    /// `pidfd` is false to act as on a kernel without `pidfd_open` (tests
+    /// set `PIDWATCH_TEST_NO_PIDFD` for that: ENOSYS cannot be had on a
+    /// modern kernel).
+    fn new(pidfd: bool) -> Watches {
         Watches {
             by_worker: HashMap::new(),
             by_token: HashMap::new(),
             next_token: FIRST_PIDFD_TOKEN,
-            supported: true,
+            supported: pidfd,
         }
     }
 
@@ -179,8 +193,7 @@ impl Watches {
 
     /// Watches `worker`, running as `pid` started at `start_ticks`. The pidfd
     /// is opened first and the start time read again after, so that a PID
-    /// reused in between is caught: then `false` is returned and the worker
-    /// must be observed again.
+    /// reused in between is caught.
     fn ensure(
         &mut self,
         epoll: &Epoll,
@@ -188,38 +201,36 @@ impl Watches {
         worker: &str,
         pid: i32,
         start_ticks: u64,
-    ) -> bool {
+    ) -> Watched {
         if let Some(w) = self.by_worker.get(worker) {
             if w.pid == pid && w.start_ticks == start_ticks {
-                return true;
+                return Watched::Yes;
             }
             self.remove(epoll, worker);
         }
         if !self.supported {
-            return true;
+            return Watched::Unavailable(Errno::ENOSYS);
         }
         let Some(raw) = rustix::process::Pid::from_raw(pid) else {
-            return false;
+            return Watched::Changed;
         };
         let fd = match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::NONBLOCK) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOSYS) => {
                 self.supported = false;
-                return true;
+                return Watched::Unavailable(Errno::ENOSYS);
             }
-            Err(_) => return false, // gone already
+            Err(rustix::io::Errno::SRCH) => return Watched::Changed,
+            Err(e) => return Watched::Unavailable(Errno::from_raw(e.raw_os_error())),
         };
         let same = matches!(observer.procfs.stat(pid), Ok(Some(s)) if s.start_ticks == start_ticks);
         if !same {
-            return false;
+            return Watched::Changed;
         }
         let token = self.next_token;
         self.next_token += 1;
-        if epoll
-            .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
-            .is_err()
-        {
-            return false;
+        if let Err(e) = epoll.add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, token)) {
+            return Watched::Unavailable(e);
         }
         self.by_token.insert(token, worker.to_string());
         self.by_worker.insert(
@@ -231,7 +242,7 @@ impl Watches {
                 token,
             },
         );
-        true
+        Watched::Yes
     }
 
     fn clear(&mut self, epoll: &Epoll) {
@@ -297,6 +308,7 @@ impl Monitor {
             )
             .map_err(|e| Error::CannotCheck(format!("epoll_ctl: {e}")))?;
         let notifier = Notifier::from_env();
+        let fd_limit = crate::spawn::raise_fd_limit();
         let now = Instant::now();
         let mut monitor = Monitor {
             watchdog: notifier.watchdog_interval(),
@@ -309,7 +321,7 @@ impl Monitor {
             notifier,
             epoll,
             inotify: None,
-            watches: Watches::new(),
+            watches: Watches::new(std::env::var_os("PIDWATCH_TEST_NO_PIDFD").is_none()),
             streams: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             failing: None,
@@ -322,6 +334,12 @@ impl Monitor {
             last_ping: now,
             passes_since_ping: 0,
         };
+        if let Err(e) = fd_limit {
+            monitor.log.log(
+                Level::Warning,
+                &format!("cannot raise the open-file limit: {e}; many workers may exhaust it"),
+            );
+        }
         monitor.watch_pid_dir();
         Ok(monitor)
     }
@@ -511,14 +529,29 @@ impl Monitor {
         for (w, d) in snapshot.workers.iter().zip(&decision.workers) {
             match (&w.process, d.verdict, d.pid) {
                 (Some(ProcessReading::Alive(info)), Verdict::Running, Some(pid)) => {
-                    if !self.watches.ensure(
+                    let watched = self.watches.ensure(
                         &self.epoll,
                         &self.observer,
                         &w.id,
                         pid,
                         info.start_ticks,
-                    ) {
-                        self.retry.insert(w.id.clone());
+                    );
+                    match watched {
+                        Watched::Yes => {}
+                        Watched::Changed => {
+                            self.retry.insert(w.id.clone());
+                        }
+                        Watched::Unavailable(Errno::ENOSYS) => {} // logged once at start
+                        Watched::Unavailable(e) => {
+                            let warning = format!(
+                                "cannot watch worker {} (PID {pid}) through a pidfd: {e}; \
+                                 its death is seen by inotify or the sweep",
+                                w.id
+                            );
+                            if self.warned.insert(warning.clone()) {
+                                self.log.log(Level::Warning, &warning);
+                            }
+                        }
                     }
                 }
                 _ => self.watches.remove(&self.epoll, &w.id),

@@ -12,11 +12,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -90,19 +92,42 @@ impl WrapperCall<'_> {
         for var in SCRUBBED_ENV {
             cmd.env_remove(var);
         }
+        let fd_limit = ORIGINAL_FD_LIMIT.get().copied();
         // SAFETY: the closure runs in the forked child before exec and only
-        // calls setsid(2), which is async-signal-safe and touches no memory
-        // shared with the parent.
+        // makes the setsid(2) and setrlimit(2) system calls, which are
+        // async-signal-safe and touch no memory shared with the parent.
         unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid()
-                    .map(|_| ())
-                    .map_err(std::io::Error::from)
+            cmd.pre_exec(move || {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if let Some((soft, hard)) = fd_limit {
+                    // Workers get the descriptor limit pidwatch was given.
+                    let _ = setrlimit(Resource::RLIMIT_NOFILE, soft, hard);
+                }
+                Ok(())
             });
         }
         let child = cmd.spawn()?;
         Ok(child.id() as i32)
     }
+}
+
+/// The descriptor limit pidwatch started with, restored in the wrappers it
+/// spawns, set by [`raise_fd_limit`].
+static ORIGINAL_FD_LIMIT: OnceLock<(u64, u64)> = OnceLock::new();
+
+/// Raises the soft limit of open descriptors to the hard limit: a monitor
+/// holds one pidfd per running worker, more than the usual soft limit of
+/// 1,024 allows. Wrappers spawned afterwards get the original limit back.
+/// Returns the new soft limit.
+///
+/// Errors: getrlimit(2) or setrlimit(2) failed.
+pub fn raise_fd_limit() -> nix::Result<u64> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let _ = ORIGINAL_FD_LIMIT.set((soft, hard));
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard.max(soft))
 }
 
 /// How a wrapper's wait for its PID file ended.
@@ -167,7 +192,7 @@ pub fn wait_for_pidfile(
         // A wrapper writes its PID file within milliseconds; poll fast at
         // first, then back off, so that a slow one costs little CPU.
         std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(20));
+        pause = (pause * 2).min(Duration::from_millis(5));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, real processes, real SQLite files.
 
 mod check;
+mod events;
 mod restart;
 mod service;
 mod util;

@@ -40,17 +40,11 @@ fn the_notify_socket_receives_ready_status_watchdog_reloading_and_stopping() {
     fx.live_worker("W");
     let path = fx.tmp.path().join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
-    cmd.current_dir(&fx.project)
-        .env("HOME", &fx.home)
-        .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", "400000")
-        .env_remove("WATCHDOG_PID")
-        .args(["run", "--interval", "3600"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut monitor = Monitor::spawn(cmd);
+    let socket = path.display().to_string();
+    let mut monitor = fx.monitor_with(
+        &["--interval", "3600"],
+        &[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "400000")],
+    );
 
     let seen = receive_until(&sock, &["READY=1", "STATUS=1 running", "WATCHDOG=1"]);
     assert!(seen.contains("0 dead; 0 restart(s)"), "{seen}");
@@ -73,15 +67,7 @@ fn under_systemd_console_lines_carry_priorities_and_no_colour() {
     let mut fx = Fixture::new();
     fx.task("W", "in_progress", &[]);
     fx.ran_before("W"); // dead: a WARNING line
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
-    cmd.current_dir(&fx.project)
-        .env("HOME", &fx.home)
-        .env("JOURNAL_STREAM", "8:12345")
-        .args(["run", "--color", "always"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut monitor = Monitor::spawn(cmd);
+    let mut monitor = fx.monitor_with(&["--color", "always"], &[("JOURNAL_STREAM", "8:12345")]);
     wait_for("the first pass", LIMIT, || {
         fx.monitor_log().contains("Found 1 dead")
     });

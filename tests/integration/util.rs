@@ -165,6 +165,8 @@ pub struct Fixture {
     pub procs: Vec<Proc>,
     /// Wrappers started by the test itself (its children, reaped on drop).
     pub wrappers: Vec<i32>,
+    /// Monitors started so far, to name their output files.
+    monitors: std::cell::Cell<u32>,
     next_task: u32,
 }
 
@@ -286,6 +288,7 @@ impl Fixture {
             memory_db,
             procs: Vec::new(),
             wrappers: Vec::new(),
+            monitors: std::cell::Cell::new(0),
             next_task: 0,
         }
     }
@@ -532,34 +535,52 @@ impl Fixture {
 
     /// Starts `pidwatch run` with `args`; killed when the guard drops.
     pub fn monitor(&self, args: &[&str]) -> Monitor {
+        self.monitor_with(args, &[])
+    }
+
+    /// Like [`Fixture::monitor`], with extra environment variables.
+    pub fn monitor_with(&self, args: &[&str], env: &[(&str, &str)]) -> Monitor {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
         cmd.current_dir(&self.project)
             .env("HOME", &self.home)
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
             .arg("run")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        Monitor::spawn(cmd)
+            .args(args);
+        self.monitors.set(self.monitors.get() + 1);
+        Monitor::spawn(
+            cmd,
+            &self
+                .tmp
+                .path()
+                .join(format!("monitor-{}.out", self.monitors.get())),
+        )
     }
 }
 
-/// A running `pidwatch run`; SIGKILLed and reaped when dropped.
+/// A running `pidwatch run`; SIGKILLed and reaped when dropped. Its stdout
+/// and stderr go to a file (a pipe nobody drains would fill and block it).
 pub struct Monitor {
     pub child: Option<Child>,
     pub pid: i32,
+    output: PathBuf,
 }
 
 impl Monitor {
-    pub fn spawn(mut cmd: Command) -> Monitor {
+    /// Spawns `cmd` with stdout and stderr appended to `output`.
+    pub fn spawn(mut cmd: Command, output: &Path) -> Monitor {
+        let file = fs::File::create(output).unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
         let child = cmd.spawn().expect("spawn pidwatch run");
         let pid = child.id() as i32;
         Monitor {
             child: Some(child),
             pid,
+            output: output.to_path_buf(),
         }
     }
 
@@ -567,27 +588,26 @@ impl Monitor {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig).unwrap();
     }
 
-    /// Waits for the monitor to exit; returns its exit code and what it
-    /// wrote on the piped streams (stdout, then stderr).
+    /// What the monitor printed so far.
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// Waits for the monitor to exit; returns its exit code and what it printed.
     pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, String) {
-        use std::io::Read;
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                let mut text = String::new();
-                if let Some(mut o) = child.stdout.take() {
-                    let _ = o.read_to_string(&mut text);
-                }
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut text);
-                }
-                return (status.code(), text);
+                return (status.code(), self.output());
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("pidwatch run did not exit within {limit:?}");
+                panic!(
+                    "pidwatch run did not exit within {limit:?}: {}",
+                    self.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -1,0 +1,119 @@
+//! Event-driven detection in `pidwatch run`: pidfds, inotify, the sweep as
+//! the fallback, and no descriptor leak.
+
+use std::fs;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::util::*;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn kill9(pid: i32) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+fn open_fds(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+#[test]
+fn a_replaced_pid_file_is_seen_at_once_and_its_new_process_watched() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    let wrapper = fx.start_worker("W", WORKER);
+    let _monitor = fx.monitor(&[
+        "--auto-restart",
+        "--interval",
+        "3600",
+        "--worker-command",
+        WORKER,
+    ]);
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    // Another live process takes over the PID file (written now, so it is
+    // the worker): the monitor must watch it instead of the old one.
+    let other = Proc::sleep();
+    let tmp = fx.dir.join("pids/.W.tmp");
+    fs::write(&tmp, format!("{}\n", other.pid)).unwrap();
+    fs::rename(&tmp, fx.pidfile_path("W")).unwrap();
+    // Stopping the old wrapper is no death: the file names `other`.
+    kill9(wrapper);
+    fx.reap(wrapper);
+    // Its death is: seen through the pidfd opened after the inotify event.
+    let pid = other.pid;
+    drop(other);
+    let new = fx.wait_restarted("W", pid, LIMIT);
+    assert_ne!(new, wrapper);
+    let log = fx.monitor_log();
+    assert_eq!(log.matches("Restarting worker W").count(), 1, "{log}");
+}
+
+#[test]
+fn without_pidfds_the_sweep_alone_sees_deaths_and_says_so_once() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    let wrapper = fx.start_worker("W", WORKER);
+    let _monitor = fx.monitor_with(
+        &[
+            "--auto-restart",
+            "--interval",
+            "1",
+            "--worker-command",
+            WORKER,
+        ],
+        &[("PIDWATCH_TEST_NO_PIDFD", "1")],
+    );
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    // SIGKILL leaves the PID file as it was: no inotify event, no pidfd.
+    kill9(wrapper);
+    fx.reap(wrapper);
+    fx.wait_restarted("W", wrapper, LIMIT);
+    let log = fx.monitor_log();
+    let notes = log
+        .matches("pidfd_open is not supported by this kernel (ENOSYS)")
+        .count();
+    assert_eq!(notes, 1, "{log}");
+}
+
+#[test]
+fn a_thousand_restarts_leak_no_descriptor() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    let first = fx.start_worker("W", WORKER);
+    let monitor = fx.monitor(&[
+        "--auto-restart",
+        "--restart-delay",
+        "0",
+        "--max-restarts",
+        "100000",
+        "--interval",
+        "3600",
+        "--worker-command",
+        WORKER,
+    ]);
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    let before = open_fds(monitor.pid);
+    kill9(first);
+    fx.reap(first);
+    let mut pid = first;
+    for _ in 0..1000 {
+        pid = fx.wait_restarted("W", pid, LIMIT);
+        kill9(pid);
+    }
+    pid = fx.wait_restarted("W", pid, LIMIT);
+    // The one live worker is watched, as it was before.
+    let mut after = 0;
+    wait_for("the descriptor count to settle", LIMIT, || {
+        after = open_fds(monitor.pid);
+        after == before
+    });
+    assert_eq!(after, before, "descriptors before and after 1,000 restarts");
+    assert!(is_alive(pid));
+}
