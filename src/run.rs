@@ -273,6 +273,8 @@ struct Monitor {
     failing: Option<BTreeSet<String>>,
     /// Warnings already logged.
     warned: BTreeSet<String>,
+    /// Workers already warned about for want of a pidfd.
+    pidfd_warned: BTreeSet<String>,
     /// Wrappers this monitor started, by PID, to reap and journal.
     children: BTreeMap<i32, String>,
     /// Workers to observe again at the next wake.
@@ -326,6 +328,7 @@ impl Monitor {
             verdicts: BTreeMap::new(),
             failing: None,
             warned: BTreeSet::new(),
+            pidfd_warned: BTreeSet::new(),
             children: BTreeMap::new(),
             retry: BTreeSet::new(),
             restarts: 0,
@@ -548,7 +551,7 @@ impl Monitor {
                                  its death is seen by inotify or the sweep",
                                 w.id
                             );
-                            if self.warned.insert(warning.clone()) {
+                            if self.pidfd_warned.insert(w.id.clone()) {
                                 self.log.log(Level::Warning, &warning);
                             }
                         }

@@ -45,6 +45,23 @@ case $stream_id in
   "" | . | .. | -* | */*) echo "$0: bad stream id: $stream_id" >&2; exit 2 ;;
 esac
 
+# Signals are caught from the start: one that arrives before the worker is
+# started is kept, and the worker is then not started at all.
+child=
+pending=
+# shellcheck disable=SC2317  # called from the traps below
+forward() {
+  if [ -n "$child" ]; then
+    # The worker leads its own process group: signal the whole group at once.
+    kill -s "$1" -- "-$child" 2>/dev/null
+  else
+    pending=$1
+  fi
+}
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+trap 'forward HUP' HUP
+
 short_id=${initiative_id:0:8}
 log_file="$log_dir/${stream_id}_${short_id}.log"
 rule="========================================"
@@ -93,27 +110,22 @@ tmp=$(mktemp -- "${pid_file}.XXXXXX") || exit 1
 echo "$$" >"$tmp"
 mv -f -- "$tmp" "$pid_file" || { rm -f -- "$tmp"; exit 1; }
 
-child=
-# shellcheck disable=SC2317  # called from the traps below
-forward() {
-  # The worker leads its own process group: signal the whole group at once.
-  [ -n "$child" ] && kill -s "$1" -- "-$child" 2>/dev/null
-}
-trap 'forward TERM' TERM
-trap 'forward INT' INT
-trap 'forward HUP' HUP
-
 export PIDWATCH_STREAM_ID=$stream_id PIDWATCH_INITIATIVE_ID=$initiative_id \
   PIDWATCH_PROMPT=$prompt PIDWATCH_WORK_DIR=$work_dir PIDWATCH_LOG_FILE=$log_file
 
 status=0
-if cd -- "$work_dir"; then
+if [ -n "$pending" ]; then
+  # Told to stop before the worker started: do not start it.
+  status=$((128 + $(kill -l "$pending")))
+elif cd -- "$work_dir"; then
   # Job control puts the background child in a process group of its own,
   # inside this session, so that one kill reaches everything it started.
   set -m
   "${cmd[@]}" >>"$log_file" 2>&1 </dev/null &
   child=$!
   set +m
+  # A signal may have come between the check above and the start.
+  [ -n "$pending" ] && forward "$pending"
   # `wait` returns early when a trapped signal arrives; wait again until the
   # child is really gone, to get its status.
   while :; do

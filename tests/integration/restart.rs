@@ -24,14 +24,12 @@ fn kill9(pid: i32) {
 
 /// The worker (the wrapper's child) of the wrapper `wrapper`.
 fn worker_of(wrapper: i32) -> i32 {
+    let parent = wrapper.to_string();
     let mut found = None;
     wait_for("the wrapper's worker", LIMIT, || {
-        found = fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-            (fields.get(1)?.parse::<i32>().ok()? == wrapper).then_some(pid)
-        });
+        found = all_pids()
+            .into_iter()
+            .find(|pid| stat_fields(*pid).is_some_and(|f| f.get(1) == Some(&parent)));
         found.is_some()
     });
     found.unwrap()
@@ -421,16 +419,14 @@ fn the_monitor_leaves_no_zombie_children() {
         kill9(worker_of(pid));
     }
     fx.wait_restarted("W", pid, LIMIT);
+    let me = monitor.pid.to_string();
     let zombies = || {
-        fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-                let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                let f: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-                (f.first() == Some(&"Z") && f.get(1)?.parse::<i32>().ok()? == monitor.pid)
-                    .then_some(pid)
+        all_pids()
+            .into_iter()
+            .filter(|pid| {
+                stat_fields(*pid).is_some_and(|f| {
+                    f.first().map(String::as_str) == Some("Z") && f.get(1) == Some(&me)
+                })
             })
             .count()
     };
@@ -497,10 +493,7 @@ fn the_wrapper_is_spawned_as_the_contract_says() {
         );
     }
     // A session of its own, stdio on /dev/null.
-    let stat = fs::read_to_string(format!("/proc/{new}/stat")).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
-        .split_whitespace()
-        .collect();
+    let fields = stat_fields(new).unwrap();
     assert_eq!(fields[3], new.to_string(), "session leader");
     for fd in 0..3 {
         let target = fs::read_link(format!("/proc/{new}/fd/{fd}")).unwrap();

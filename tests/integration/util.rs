@@ -36,11 +36,28 @@ pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The state letter of `/proc/<pid>/stat`, `None` when there is no process.
-pub fn proc_state(pid: i32) -> Option<char> {
+/// Every PID listed in `/proc`.
+pub fn all_pids() -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name: index 0 is the
+/// state (field 3), 1 the parent PID, 2 the process group, 3 the session.
+pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &text[text.rfind(')')? + 1..];
-    after.trim_start().chars().next()
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+/// The state letter of `/proc/<pid>/stat`, `None` when there is no process.
+pub fn proc_state(pid: i32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
 }
 
 /// Whether `pid` names a live, non-zombie process.
@@ -103,43 +120,14 @@ impl Drop for Proc {
     }
 }
 
-/// Kills every process of a session or process group when dropped: for
-/// wrappers and workers that pidwatch started in the test's folder.
-pub struct SessionGuard(pub Vec<i32>);
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        for id in &self.0 {
-            kill_tree(*id);
-        }
-    }
-}
-
 /// SIGKILLs every process whose session or process group is `id`.
 pub fn kill_tree(id: i32) {
     if id <= 1 {
         return;
     }
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = text.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
-        let (pgrp, sid) = (fields.get(2), fields.get(3));
-        if pgrp == Some(&id.to_string().as_str()) || sid == Some(&id.to_string().as_str()) {
+    let id = id.to_string();
+    for pid in all_pids() {
+        if stat_fields(pid).is_some_and(|f| f.get(2) == Some(&id) || f.get(3) == Some(&id)) {
             sigkill(pid);
         }
     }
@@ -184,12 +172,8 @@ impl Drop for Fixture {
 
 /// The live processes whose current directory is under `root`.
 pub fn processes_under(root: &Path) -> Vec<i32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    all_pids()
+        .into_iter()
         .filter(|pid| is_alive(*pid))
         .filter(|pid| {
             fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(root))
@@ -198,28 +182,13 @@ pub fn processes_under(root: &Path) -> Vec<i32> {
 }
 
 /// SIGKILLs every process whose current directory is under `root`, and its
-/// session and process group.
+/// session and process group (three rounds, for what forks meanwhile).
 pub fn kill_processes_under(root: &Path) {
     let me = std::process::id() as i32;
     for _ in 0..3 {
-        let Ok(entries) = fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            if fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(root)) {
-                sigkill(pid);
-                kill_tree(pid);
-            }
+        for pid in processes_under(root).into_iter().filter(|p| *p != me) {
+            sigkill(pid);
+            kill_tree(pid);
         }
     }
 }

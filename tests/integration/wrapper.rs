@@ -114,15 +114,17 @@ fn term_int_and_hup_reach_the_worker_group_at_once() {
     // The worker would sleep for ten minutes; for TERM and HUP a child of it
     // in the same group must die too. (A shell's background job ignores
     // SIGINT by POSIX rule, so INT is sent to a lone worker.)
-    for (sig, code, script) in [
-        (Signal::SIGTERM, 143, "sleep 600 & sleep 600"),
-        (Signal::SIGINT, 130, "exec sleep 600"),
-        (Signal::SIGHUP, 129, "sleep 600 & sleep 600"),
+    // (wrapper, sh and two sleeps; or wrapper and one sleep)
+    for (sig, code, script, processes) in [
+        (Signal::SIGTERM, 143, "sleep 600 & sleep 600", 4),
+        (Signal::SIGINT, 130, "exec sleep 600", 2),
+        (Signal::SIGHUP, 129, "sleep 600 & sleep 600", 4),
     ] {
         let mut run = Run::start(Fixture::new(), &["--", "sh", "-c", script], None);
         run.wait_pidfile();
-        wait_for("the worker's children", LIMIT, || {
-            run.log().contains("Log file:")
+        let work = run.fx.work_dir("W");
+        wait_for("the worker and its children", LIMIT, || {
+            processes_under(&work).len() == processes
         });
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid), sig).unwrap();
         assert_eq!(run.exit_code(), code, "{sig}");
@@ -132,11 +134,42 @@ fn term_int_and_hup_reach_the_worker_group_at_once() {
             run.log()
         );
         assert!(!run.fx.pidfile_path("W").exists());
-        let work = run.fx.work_dir("W");
         wait_for("every process of the worker group to exit", LIMIT, || {
             processes_under(&work).is_empty()
         });
     }
+}
+
+#[test]
+fn a_signal_before_the_worker_starts_is_not_lost() {
+    // The wrapper is stopped while it writes its header: it must not start
+    // the worker at all, must exit 128+15, and must not leave its PID file.
+    let fx = Fixture::new();
+    let slow = fx.tmp.path().join("slow");
+    fs::create_dir_all(&slow).unwrap();
+    // A `date` that takes long, so the signal lands before the worker starts.
+    fs::write(
+        slow.join("date"),
+        "#!/bin/sh\nsleep 1\nexec /bin/date \"$@\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(slow.join("date"), fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", slow.display());
+    let mut run = Run::start(
+        fx,
+        &["--", "sh", "-c", "echo started; exec sleep 600"],
+        Some(&path),
+    );
+    // The first rule of the header is out; `date` is running for a second.
+    wait_for("the header's first line", LIMIT, || {
+        run.log().starts_with("=====")
+    });
+    assert!(!run.log().contains("Stream: W"), "still in the slow date");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid), Signal::SIGTERM).unwrap();
+    assert_eq!(run.exit_code(), 143);
+    assert!(!run.log().contains("started"), "{}", run.log());
+    assert!(run.log().contains("Exit code: 143"), "{}", run.log());
+    assert!(!run.fx.pidfile_path("W").exists());
 }
 
 #[test]
