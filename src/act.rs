@@ -30,6 +30,9 @@ pub struct Actor<'a> {
     pub spawned: Vec<Spawned>,
     /// Workers restarted, with the PID of their new PID file.
     pub restarted: Vec<(String, i32)>,
+    /// Called between actions, to show the caller that work goes on (the
+    /// monitor feeds the systemd watchdog from it).
+    pub progress: Option<&'a dyn Fn()>,
 }
 
 impl<'a> Actor<'a> {
@@ -41,6 +44,7 @@ impl<'a> Actor<'a> {
             state,
             spawned: Vec::new(),
             restarted: Vec::new(),
+            progress: None,
         }
     }
 
@@ -66,7 +70,7 @@ impl<'a> Actor<'a> {
             })
             .collect();
         if let Err(e) = state.record_verdicts(snapshot.now, self.initiative(), &changed) {
-            eprintln!("pidwatch: {e}");
+            crate::print_stderr(&format!("pidwatch: {e}"));
         }
     }
 
@@ -74,7 +78,7 @@ impl<'a> Actor<'a> {
         if let Some(state) = self.state
             && let Err(e) = state.journal(spawn::now(), Some(self.initiative()), kind, event)
         {
-            eprintln!("pidwatch: {e}");
+            crate::print_stderr(&format!("pidwatch: {e}"));
         }
     }
 
@@ -88,6 +92,9 @@ impl<'a> Actor<'a> {
     ) {
         let dry_run = self.settings.spawn.dry_run;
         for action in &decision.actions {
+            if let Some(progress) = self.progress {
+                progress();
+            }
             match action {
                 Action::GiveUp { worker, max } => {
                     log.log(
@@ -155,9 +162,10 @@ impl<'a> Actor<'a> {
     /// One restart, step by step (DESIGN.md, "Restart policy").
     fn restart(&mut self, log: &mut MonitorLog, stream: &Stream, attempt: u32, max: u32) {
         let worker = stream.id.as_str();
-        // 1. Observe again: no restart on a stale view.
-        let mut scope: BTreeSet<String> = stream.dependencies.clone();
-        scope.insert(stream.id.clone());
+        // 1. Observe again: no restart on a stale view. Survivors of the old
+        // worker all started before this moment.
+        let started_by = self.observer.procfs.now_ticks();
+        let scope = BTreeSet::from([stream.id.clone()]);
         let fresh = match self.observer.observe(self.state, Some(&scope)) {
             Ok(fresh) => fresh,
             Err(e) => {
@@ -203,22 +211,26 @@ impl<'a> Actor<'a> {
             return;
         }
 
-        match self.prepare_and_spawn(log, fresh_stream, reason, old_pid) {
+        match self.prepare_and_spawn(log, fresh_stream, reason, old_pid, started_by) {
             Ok(pid) => {
                 self.restarted.push((worker.to_string(), pid));
                 log.log(
                     Level::Success,
                     &format!("Worker {worker} restarted (PID: {pid})"),
                 );
-                self.journal(
-                    EventKind::Restarted,
-                    NewEvent {
-                        worker: Some(worker),
-                        pid: Some(pid),
-                        attempt: Some(attempt),
-                        ..NewEvent::default()
-                    },
-                );
+                // Recorded as running at once, so that a death before the
+                // next pass is journaled as a death of its own.
+                if let Some(state) = self.state
+                    && let Err(e) = state.record_restarted(
+                        spawn::now(),
+                        self.initiative(),
+                        worker,
+                        pid,
+                        attempt,
+                    )
+                {
+                    log.log(Level::Error, &e.to_string());
+                }
             }
             Err(why) => {
                 log.log(
@@ -246,6 +258,7 @@ impl<'a> Actor<'a> {
         stream: &Stream,
         reason: Option<Reason>,
         old_pid: Option<i32>,
+        started_by: u64,
     ) -> Result<i32, String> {
         let worker = stream.id.as_str();
         let paths = &self.observer.paths;
@@ -256,7 +269,12 @@ impl<'a> Actor<'a> {
         // to anyone else while members remain.
         match (reason, old_pid) {
             (Some(Reason::NoSuchProcess | Reason::Zombie), Some(leader)) => {
-                let report = spawn::stop_group(procfs, leader, self.settings.spawn.stop_timeout)
+                let report = spawn::stop_group(
+                    procfs,
+                    leader,
+                    self.settings.spawn.stop_timeout,
+                    Some(started_by),
+                )
                     .map_err(|e| format!("listing survivors of PID {leader}: {e}"))?;
                 if !report.terminated.is_empty() {
                     let list = |v: &[i32]| {
@@ -331,10 +349,29 @@ impl<'a> Actor<'a> {
             self.settings.spawn.spawn_timeout,
         ) {
             SpawnOutcome::Running(pid) => Ok(pid),
-            SpawnOutcome::TimedOut => Err(format!(
-                "no PID file naming a live process within {:.1} s",
-                self.settings.spawn.spawn_timeout.as_secs_f64()
-            )),
+            SpawnOutcome::TimedOut => {
+                // A wrapper too slow to count must not live on: a later
+                // attempt would make it a second instance. It is our own
+                // unreaped child, so its session id is ours to stop.
+                let _ = spawn::stop_group(procfs, child, self.settings.spawn.stop_timeout, None);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+                while std::time::Instant::now() < deadline {
+                    if spawn::try_reap(child).is_some() {
+                        // Reaped here; otherwise the monitor's loop reaps it.
+                        self.spawned.retain(|s| s.pid != child);
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(format!(
+                    "no PID file naming a live process within {:.1} s; wrapper PID {child} stopped",
+                    self.settings.spawn.spawn_timeout.as_secs_f64()
+                ))
+            }
             SpawnOutcome::WrapperExited(status) => {
                 self.spawned.retain(|s| s.pid != child);
                 self.journal(

@@ -3,7 +3,7 @@
 use crate::config::Settings;
 use crate::core::{Verdict, decide};
 use crate::error::{EXIT_FAILURES, EXIT_OK, Result};
-use crate::monitor_log::{Level, MonitorLog};
+use crate::monitor_log::{Level, MonitorLog, one_line};
 use crate::observe::{Observation, Observer};
 use crate::render::Report;
 use crate::statedb::StateDb;
@@ -13,7 +13,10 @@ use crate::statedb::StateDb;
 pub fn open_log(settings: &Settings) -> MonitorLog {
     let path = &settings.paths.log_file;
     MonitorLog::open(path, None).unwrap_or_else(|e| {
-        eprintln!("pidwatch: warning: cannot open {}: {e}", path.display());
+        crate::print_stderr(&format!(
+            "pidwatch: warning: cannot open {}: {e}",
+            path.display()
+        ));
         MonitorLog::console_only(path, None)
     })
 }
@@ -47,7 +50,7 @@ pub fn report_warnings(log: &mut MonitorLog, warnings: &[String], quiet: bool) {
     for warning in warnings {
         log.file_only(Level::Warning, warning);
         if !quiet {
-            eprintln!("pidwatch: warning: {warning}");
+            crate::print_stderr(&format!("pidwatch: warning: {}", one_line(warning)));
         }
     }
 }

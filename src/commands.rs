@@ -99,7 +99,10 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Resu
     warnings.extend(decision.warnings.iter().cloned());
     for w in &warnings {
         if !settings.output.quiet {
-            eprintln!("pidwatch: warning: {w}");
+            crate::print_stderr(&format!(
+                "pidwatch: warning: {}",
+                crate::monitor_log::one_line(w)
+            ));
         }
     }
     let report = Report::new(

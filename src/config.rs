@@ -154,12 +154,20 @@ pub fn absolute(cwd: &Path, path: &Path) -> PathBuf {
 /// Seconds from the command line as a duration; negative, NaN or absurd
 /// values are configuration errors naming the option.
 pub fn seconds(option: &str, value: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        Error::Config(format!(
-            "{option} {value}: expected a number of seconds, 0 or more"
-        ))
-    })
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| *d <= MAX_SECONDS)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{option} {value}: expected a number of seconds from 0 to {}",
+                MAX_SECONDS.as_secs()
+            ))
+        })
 }
+
+/// The longest duration any option takes: ten years, far beyond any use,
+/// and far from the limits of clocks and timers.
+pub const MAX_SECONDS: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// Resolves the paths from the global options.
 ///
@@ -367,6 +375,8 @@ mod tests {
     fn bad_durations_are_named() {
         let err = seconds("--restart-delay", -1.0).unwrap_err();
         assert!(err.to_string().contains("--restart-delay -1"), "{err}");
+        assert!(seconds("--stable-after", 1e13).is_err());
+        assert!(seconds("--interval", f64::NAN).is_err());
         assert_eq!(seconds("--restart-delay", 0.0).unwrap(), Duration::ZERO);
     }
 }

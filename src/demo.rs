@@ -78,9 +78,9 @@ impl Demo {
     fn say(&self, text: &str) {
         let line = format!("==> {text}");
         if self.color {
-            println!("{}", line.bold());
+            crate::print_stdout(&format!("{}\n", line.bold()));
         } else {
-            println!("{line}");
+            crate::print_stdout(&format!("{line}\n"));
         }
     }
 
@@ -377,7 +377,7 @@ impl Demo {
         for stream in ["Stream-A", "Stream-B", "Stream-C", "Stream-D"] {
             if let Some(pid) = self.live_pid(stream) {
                 // These sessions are the demo's own wrappers.
-                let _ = spawn::stop_group(&self.procfs, pid, Duration::from_secs(2));
+                let _ = spawn::stop_group(&self.procfs, pid, Duration::from_secs(2), None);
             }
         }
         // The demo is a subreaper: orphaned wrappers came back to it.

@@ -59,6 +59,15 @@ pub fn print_stdout(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
+/// Writes a line to stderr (a newline is added); a closed or broken stderr
+/// is ignored, so that a lost terminal never stops the watchdog.
+pub fn print_stderr(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err
+        .write_all(line.as_bytes())
+        .and_then(|_| err.write_all(b"\n"));
+}
+
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main_entry() -> i32 {
     let cli = match Cli::try_parse() {
@@ -71,7 +80,7 @@ pub fn main_entry() -> i32 {
     match dispatch(cli, &Environment::current()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pidwatch: error: {e}");
+            print_stderr(&format!("pidwatch: error: {e}"));
             e.exit_code()
         }
     }

@@ -79,11 +79,16 @@ impl Console {
     }
 
     /// Writes a console line: errors and warnings to stderr, the rest to stdout.
-    pub fn print(self, level: Level, message: &str) {
-        let line = self.format(level, message);
+    ///
+    /// Errors: the stream is closed or broken (EPIPE, EIO after a hangup).
+    pub fn print(self, level: Level, message: &str) -> io::Result<()> {
+        let line = self.format(level, message) + "\n";
         match level {
-            Level::Error | Level::Warning => eprintln!("{line}"),
-            Level::Info | Level::Success => println!("{line}"),
+            Level::Error | Level::Warning => io::stderr().lock().write_all(line.as_bytes()),
+            Level::Info | Level::Success => {
+                let mut out = io::stdout().lock();
+                out.write_all(line.as_bytes()).and_then(|_| out.flush())
+            }
         }
     }
 }
@@ -171,8 +176,12 @@ impl MonitorLog {
     /// Writes a line to the file and echoes it.
     pub fn log(&mut self, level: Level, message: &str) {
         self.write_file(level, message);
-        if let Some(console) = self.echo {
-            console.print(level, &one_line(message));
+        if let Some(console) = self.echo
+            && console.print(level, &one_line(message)).is_err()
+        {
+            // The terminal is gone (a closed pipe, a hung-up tty): the file
+            // still gets every line, the console none.
+            self.echo = None;
         }
     }
 
@@ -190,7 +199,7 @@ impl MonitorLog {
         // failed write (disk full) must not stop the watchdog, so it is
         // reported on stderr and dropped.
         if let Err(e) = file.write_all(line.as_bytes()) {
-            eprintln!("pidwatch: writing {}: {e}", self.path.display());
+            crate::print_stderr(&format!("pidwatch: writing {}: {e}", self.path.display()));
         }
     }
 }

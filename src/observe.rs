@@ -78,9 +78,12 @@ impl Observer {
         })
     }
 
-    /// Reads every worker of the initiative (`only` = `None`), or just the
-    /// named ones, into a snapshot. Restart records come from `state` when
-    /// there is one.
+    /// Reads every worker of the initiative (`only` = `None`), or the named
+    /// ones and everything they depend on, directly or not (so that `decide`
+    /// sees whole dependency chains and cycles), into a snapshot. The task
+    /// DB is read whole either way: one query, and the only way to find
+    /// every task of a stream (its id may be JSON-escaped in the text).
+    /// Restart records come from `state` when there is one.
     ///
     /// Errors: the task DB or the state DB cannot be read. A bad PID file,
     /// process or task row is never an error: it is a verdict or a warning.
@@ -89,13 +92,14 @@ impl Observer {
         state: Option<&StateDb>,
         only: Option<&BTreeSet<String>>,
     ) -> Result<Observation> {
-        let reading = match only {
-            None => self.taskdb.streams(&self.initiative.id)?,
-            Some(ids) => self.taskdb.streams_named(&self.initiative.id, ids)?,
-        };
+        let mut reading = self.taskdb.streams(&self.initiative.id)?;
+        let scope = only.map(|ids| dependency_closure(&reading.streams, ids));
+        if let Some(scope) = &scope {
+            reading.streams.retain(|id, _| scope.contains(id));
+        }
         let mut warnings = reading.warnings;
         let records = match state {
-            Some(db) => db.records(&self.initiative.id, only)?,
+            Some(db) => db.records(&self.initiative.id, scope.as_ref())?,
             None => BTreeMap::new(),
         };
         if only.is_none() {
@@ -198,6 +202,23 @@ pub fn resolve_initiative(settings: &Settings) -> Result<Initiative> {
         }),
         None => taskdb::active_initiative(&settings.paths.memory_db),
     }
+}
+
+/// `ids` and every stream they depend on, directly or not.
+pub fn dependency_closure(
+    streams: &BTreeMap<String, Stream>,
+    ids: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut closure = BTreeSet::new();
+    let mut todo: Vec<&str> = ids.iter().map(String::as_str).collect();
+    while let Some(id) = todo.pop() {
+        if closure.insert(id.to_string())
+            && let Some(stream) = streams.get(id)
+        {
+            todo.extend(stream.dependencies.iter().map(String::as_str));
+        }
+    }
+    closure
 }
 
 /// The worker log path for `worker` in `initiative`.

@@ -87,6 +87,15 @@ impl Procfs {
         DateTime::from_timestamp(secs, nanos).unwrap_or_default()
     }
 
+    /// Now, in clock ticks after boot (`CLOCK_BOOTTIME`, the clock of field
+    /// 22): a process whose start time is above it started later.
+    pub fn now_ticks(&self) -> u64 {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+            .unwrap_or_else(|_| nix::sys::time::TimeSpec::new(0, 0));
+        let tps = self.ticks_per_second;
+        now.tv_sec() as u64 * tps + now.tv_nsec() as u64 * tps / 1_000_000_000
+    }
+
     /// Reads `/proc/<pid>/stat`. `Ok(None)` when there is no such process.
     pub fn stat(&self, pid: i32) -> io::Result<Option<Stat>> {
         let path = self.root.join(pid.to_string()).join("stat");
@@ -234,5 +243,7 @@ mod tests {
             "{started} vs {now}"
         );
         assert!(procfs.pid_max() >= 301);
+        // The boot clock agrees with field 22: we started before now.
+        assert!(stat.start_ticks <= procfs.now_ticks());
     }
 }

@@ -240,14 +240,20 @@ impl Report {
             }
             rows.push(row);
         }
+        // Names come from the task DB: no control character reaches the terminal.
+        for row in &mut rows {
+            for cell in row.iter_mut() {
+                *cell = crate::monitor_log::one_line(cell);
+            }
+        }
         let columns = rows[0].len();
         let widths: Vec<usize> = (0..columns)
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
             .collect();
-        let mut out = format!(
-            "Initiative: {} ({})\n",
+        let mut out = crate::monitor_log::one_line(&format!(
+            "Initiative: {} ({})",
             self.initiative.name, self.initiative.id
-        );
+        )) + "\n";
         for (i, row) in rows.iter().enumerate() {
             let mut line = String::new();
             for (c, cell) in row.iter().enumerate() {

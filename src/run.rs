@@ -16,6 +16,7 @@
 //! workers concerned (and their dependencies), so its cost does not grow
 //! with the number of workers.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -46,6 +47,9 @@ use crate::taskdb::Stream;
 const TOKEN_SIGNALS: u64 = 0;
 const TOKEN_INOTIFY: u64 = 1;
 const FIRST_PIDFD_TOKEN: u64 = 2;
+/// The first wait before trying again after a failed pass; it doubles up to
+/// the interval.
+const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Runs the monitor until SIGTERM or SIGINT; returns exit code 0 then.
 ///
@@ -59,35 +63,73 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
             "--interval 0: the sweep needs a period above 0 s".into(),
         ));
     }
-    // Everything that can fail is tried before detaching, so that the
-    // error reaches the terminal.
+    // Fail early, on the terminal, for what can be checked before detaching.
     drop(Observer::open(settings)?);
     let mut lock = if settings.spawn.dry_run {
         None
     } else {
         Some(lock::acquire(&settings.paths.lock_file)?)
     };
-    let daemon_pid_file = if args.daemon {
+    let mut daemon: Option<(PathBuf, Readiness)> = None;
+    if args.daemon {
         let path = args
             .pid_file
             .as_deref()
             .map(|p| config::absolute(&std::env::current_dir().unwrap_or_default(), p))
             .unwrap_or_else(|| settings.paths.dir.join("pidwatch.pid"));
-        Some(daemonize(&path, lock.as_mut())?)
-    } else {
-        None
+        match daemonize(&path, lock.as_mut())? {
+            Detached::Parent(code) => return Ok(code),
+            Detached::Daemon(readiness) => daemon = Some((path, readiness)),
+        }
+    }
+    let result = match Monitor::start(settings, interval, args.daemon) {
+        Ok(mut monitor) => {
+            if let Some((_, readiness)) = daemon.as_mut() {
+                readiness.report(EXIT_OK, "ready");
+            }
+            Ok(monitor.run_loop())
+        }
+        Err(e) => {
+            if let Some((_, readiness)) = daemon.as_mut() {
+                readiness.report(e.exit_code(), &e.to_string());
+            }
+            Err(e)
+        }
     };
-    let result = Monitor::start(settings, interval, args.daemon).map(|mut m| m.run_loop());
-    if let Some(path) = daemon_pid_file {
+    if let Some((path, _)) = daemon {
         remove_own_pid_file(&path);
     }
     drop(lock);
     result
 }
 
+/// The daemon's end of the pipe that tells the waiting parent how start-up
+/// went: `<exit code> <message>`.
+struct Readiness(Option<std::fs::File>);
+
+impl Readiness {
+    fn report(&mut self, code: i32, message: &str) {
+        if let Some(mut pipe) = self.0.take() {
+            use std::io::Write;
+            let _ = writeln!(pipe, "{code} {message}");
+        }
+    }
+}
+
+enum Detached {
+    /// In the parent: the exit code to leave with, once the daemon said how
+    /// its start went.
+    Parent(i32),
+    /// In the daemon.
+    Daemon(Readiness),
+}
+
 /// Detaches (the daemonize crate: fork, setsid, fork, `/dev/null` stdio, cwd
-/// `/`), then writes the monitor's own PID file atomically.
-fn daemonize(pid_file: &Path, lock: Option<&mut Lock>) -> Result<PathBuf> {
+/// `/`). The parent waits on a pipe until the daemon has opened everything
+/// and says so, and exits with the daemon's start-up result: a daemon that
+/// cannot start is an error on the terminal, not a silent exit 0. The daemon
+/// writes its PID file atomically before it reports.
+fn daemonize(pid_file: &Path, lock: Option<&mut Lock>) -> Result<Detached> {
     if let Ok(text) = std::fs::read_to_string(pid_file)
         && let Ok(pid) = text.trim().parse::<i32>()
         && pid > 1
@@ -99,18 +141,56 @@ fn daemonize(pid_file: &Path, lock: Option<&mut Lock>) -> Result<PathBuf> {
             pid_file.display()
         )));
     }
-    daemonize::Daemonize::new()
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::CannotCheck(format!("pipe2: {e}")))?;
+    match daemonize::Daemonize::new()
         .working_directory("/")
         .umask(0o022)
-        .start()
-        .map_err(|e| Error::CannotCheck(format!("cannot detach: {e}")))?;
-    let pid = std::process::id();
-    if let Some(lock) = lock {
-        lock.write_pid(pid)?;
+        .execute()
+    {
+        daemonize::Outcome::Parent(Ok(_)) => {
+            drop(write);
+            let mut text = String::new();
+            use std::io::Read;
+            let _ = std::fs::File::from(read).read_to_string(&mut text);
+            let (code, message) = text.trim().split_once(' ').unwrap_or(("", ""));
+            match code.parse::<i32>() {
+                Ok(EXIT_OK) => Ok(Detached::Parent(EXIT_OK)),
+                Ok(code) => {
+                    crate::print_stderr(&format!("pidwatch: error: {message}"));
+                    Ok(Detached::Parent(code))
+                }
+                Err(_) => Err(Error::CannotCheck(
+                    "the daemon exited before it was ready".into(),
+                )),
+            }
+        }
+        daemonize::Outcome::Parent(Err(e)) => {
+            Err(Error::CannotCheck(format!("cannot detach: {e}")))
+        }
+        daemonize::Outcome::Child(result) => {
+            drop(read);
+            let mut readiness = Readiness(Some(std::fs::File::from(write)));
+            let pid = std::process::id();
+            let started = result
+                .map_err(|e| Error::CannotCheck(format!("cannot detach: {e}")))
+                .and_then(|_| match lock {
+                    Some(lock) => lock.write_pid(pid),
+                    None => Ok(()),
+                })
+                .and_then(|_| {
+                    write_atomically(pid_file, &format!("{pid}\n"))
+                        .map_err(|e| Error::io("writing", pid_file, e))
+                });
+            match started {
+                Ok(()) => Ok(Detached::Daemon(readiness)),
+                Err(e) => {
+                    readiness.report(e.exit_code(), &e.to_string());
+                    Err(e)
+                }
+            }
+        }
     }
-    write_atomically(pid_file, &format!("{pid}\n"))
-        .map_err(|e| Error::io("writing", pid_file, e))?;
-    Ok(pid_file.to_path_buf())
 }
 
 /// Writes a file through a temp file in the same folder and a rename, so
@@ -280,10 +360,19 @@ struct Monitor {
     /// Workers to observe again at the next wake.
     retry: BTreeSet<String>,
     restarts: u64,
+    /// When passes started failing (local time), while they do.
+    failing_since: Option<String>,
+    /// The last failure logged, to log each distinct one once.
+    last_failure: Option<String>,
+    /// The wait before the next try after a failed pass.
+    failure_backoff: Duration,
+    /// Failed passes in a row.
+    failed_tries: u32,
     next_sweep: Instant,
     next_due: Option<chrono::DateTime<Utc>>,
     watchdog: Option<Duration>,
-    last_ping: Instant,
+    /// When `WATCHDOG=1` was last sent (a cell: restarts ping from inside a pass).
+    last_ping: Cell<Instant>,
     passes_since_ping: u64,
 }
 
@@ -332,9 +421,13 @@ impl Monitor {
             children: BTreeMap::new(),
             retry: BTreeSet::new(),
             restarts: 0,
+            failing_since: None,
+            last_failure: None,
+            failure_backoff: FIRST_FAILURE_BACKOFF,
+            failed_tries: 0,
             next_sweep: now,
             next_due: None,
-            last_ping: now,
+            last_ping: Cell::new(now),
             passes_since_ping: 0,
         };
         if let Err(e) = fd_limit {
@@ -352,7 +445,7 @@ impl Monitor {
             && let Err(e) =
                 state.journal(Utc::now(), Some(&self.observer.initiative.id), kind, event)
         {
-            eprintln!("pidwatch: {e}");
+            crate::print_stderr(&format!("pidwatch: {e}"));
         }
     }
 
@@ -465,10 +558,19 @@ impl Monitor {
         let observation = match self.observer.observe(self.state.as_ref(), scope) {
             Ok(o) => o,
             Err(e) => {
-                self.log.log(Level::Error, &format!("Check failed: {e}"));
+                self.pass_failed(e);
                 return false;
             }
         };
+        if let Some(error) = self.failing_since.take() {
+            self.log.log(
+                Level::Success,
+                &format!("Checks work again (failing since {error})"),
+            );
+            self.failure_backoff = FIRST_FAILURE_BACKOFF;
+            self.last_failure = None;
+            self.failed_tries = 0;
+        }
         let Observation {
             snapshot,
             streams,
@@ -517,7 +619,20 @@ impl Monitor {
         self.log_failures();
 
         if self.settings.policy.auto_restart {
+            // A pass that restarts several workers can take a while (stop
+            // timeouts, spawn timeouts); the loop is making progress, so the
+            // watchdog is fed between restarts.
+            let (notifier, watchdog, last_ping) = (&self.notifier, self.watchdog, &self.last_ping);
+            let feed = move || {
+                if let Some(wd) = watchdog
+                    && last_ping.get().elapsed() >= wd
+                {
+                    notifier.watchdog();
+                    last_ping.set(Instant::now());
+                }
+            };
             let mut actor = Actor::new(&self.settings, &self.observer, self.state.as_ref());
+            actor.progress = Some(&feed);
             actor.record_verdicts(&snapshot, &decision);
             actor.act(&mut self.log, &decision, &streams);
             for s in actor.spawned {
@@ -565,6 +680,38 @@ impl Monitor {
         true
     }
 
+    /// A pass could not read the world (the task DB locked past its timeout,
+    /// its schema gone): log it once, forget pending due times (they would
+    /// make the loop spin) and try again with a sweep after a backoff that
+    /// doubles up to the interval.
+    fn pass_failed(&mut self, error: Error) {
+        let text = error.to_string();
+        if self.last_failure.as_deref() != Some(text.as_str()) {
+            self.log.log(
+                Level::Error,
+                &format!(
+                    "Check failed: {text}; trying again in {:.0} s",
+                    self.failure_backoff.as_secs_f64()
+                ),
+            );
+            self.last_failure = Some(text);
+        }
+        let since = self
+            .failing_since
+            .get_or_insert_with(|| chrono::Local::now().format("%H:%M:%S").to_string())
+            .clone();
+        self.failed_tries += 1;
+        self.notifier.status(&format!(
+            "checks failing since {since} ({} tries): {}",
+            self.failed_tries,
+            self.last_failure.as_deref().unwrap_or("")
+        ));
+        self.next_due = None;
+        self.retry.clear();
+        self.next_sweep = Instant::now() + self.failure_backoff;
+        self.failure_backoff = (self.failure_backoff * 2).min(self.interval);
+    }
+
     /// Logs the original's pass summary when the set of failing workers changed.
     fn log_failures(&mut self) {
         let failing: BTreeSet<String> = self
@@ -584,6 +731,7 @@ impl Monitor {
     fn sweep(&mut self) -> bool {
         self.watch_pid_dir();
         self.next_sweep = Instant::now() + self.interval;
+        // (A failed pass sets an earlier retry.)
         self.pass(None)
     }
 
@@ -623,7 +771,10 @@ impl Monitor {
     fn reload(&mut self) {
         self.notifier.reloading();
         if let Err(e) = self.log.reopen() {
-            eprintln!("pidwatch: reopening {}: {e}", self.log.path().display());
+            crate::print_stderr(&format!(
+                "pidwatch: reopening {}: {e}",
+                self.log.path().display()
+            ));
         }
         self.log.log(
             Level::Info,
@@ -658,7 +809,7 @@ impl Monitor {
             wake = wake.min(now + wait);
         }
         if let Some(wd) = self.watchdog {
-            wake = wake.min(self.last_ping + wd);
+            wake = wake.min(self.last_ping.get() + wd);
         }
         if !self.retry.is_empty() {
             wake = now;
@@ -739,10 +890,8 @@ impl Monitor {
                     }
                 }
             }
-            // Children first: a wrapper that just exited is reaped (and its
-            // status journaled) before its worker is judged.
-            self.reap();
             if shutdown {
+                self.reap();
                 break;
             }
             if reload {
@@ -754,20 +903,16 @@ impl Monitor {
             if sweep || due || now >= self.next_sweep {
                 self.sweep();
             } else if !scope.is_empty() {
-                // The workers concerned and what they depend on.
-                let mut with_deps = scope.clone();
-                for id in &scope {
-                    if let Some(s) = self.streams.get(id) {
-                        with_deps.extend(s.dependencies.iter().cloned());
-                    }
-                }
-                self.pass(Some(&with_deps));
+                self.pass(Some(&scope));
             }
+            // Children last: while a wrapper of ours is an unreaped zombie, its
+            // PID cannot be reused, so its survivors were safe to stop above.
+            self.reap();
             if reload {
                 self.notifier.ready(&self.status_line());
             }
             if let Some(wd) = self.watchdog
-                && Instant::now() >= self.last_ping + wd
+                && Instant::now() >= self.last_ping.get() + wd
             {
                 // WATCHDOG=1 only after a completed pass: prove the pipeline
                 // works, not just the loop.
@@ -775,7 +920,7 @@ impl Monitor {
                     self.notifier.watchdog();
                 }
                 self.passes_since_ping = 0;
-                self.last_ping = Instant::now();
+                self.last_ping.set(Instant::now());
             }
         }
 

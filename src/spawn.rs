@@ -256,50 +256,87 @@ pub struct StopReport {
     pub killed: Vec<i32>,
 }
 
+/// At most this many SIGKILL rounds before [`stop_group`] gives up on
+/// processes that will not die (stuck in the kernel) or keep forking.
+const KILL_ROUNDS: u32 = 5;
+
 /// Stops every process in the session or process group `leader`: SIGTERM,
-/// up to `timeout` for them to exit, then SIGKILL.
+/// up to `timeout` for them to exit, then SIGKILL. `/proc` is scanned again
+/// after each round, so children forked meanwhile are stopped too; it ends
+/// when a scan finds nobody left.
 ///
-/// Call it only for an id known to be a worker's: a wrapper the caller
-/// started, or the PID of a dead worker whose PID is gone or a zombie. Then
-/// the id cannot belong to anyone else, because the kernel does not reuse a
-/// PID while it names a live session or group. pidwatch itself, PID 1 and
-/// processes that cannot be pinned are never signalled.
+/// Which id is safe to stop: the kernel does not reuse a PID while it names
+/// a live session or group, so while members are alive, every member is the
+/// worker's. The caller passes `started_by`, the moment (clock ticks after
+/// boot, see [`Procfs::now_ticks`]) it saw the leader gone or a zombie: in the
+/// first scan only processes started by then count, so that a new session
+/// that took the freed PID since is never hit; once such members are found,
+/// the id is the worker's and later scans take every member. `None` is for
+/// ids the caller owns (a wrapper it started and has not reaped). pidwatch
+/// itself, PID 1 and processes that cannot be pinned are never signalled.
 ///
 /// Errors: `/proc` cannot be listed.
-pub fn stop_group(procfs: &Procfs, leader: i32, timeout: Duration) -> std::io::Result<StopReport> {
+pub fn stop_group(
+    procfs: &Procfs,
+    leader: i32,
+    timeout: Duration,
+    started_by: Option<u64>,
+) -> std::io::Result<StopReport> {
     let me = std::process::id() as i32;
-    if leader <= 1 || leader == me {
-        return Ok(StopReport::default());
-    }
-    let pinned: Vec<Pinned> = procfs
-        .members_of(leader)?
-        .into_iter()
-        .filter(|(pid, stat)| *pid > 1 && *pid != me && !matches!(stat.state, 'Z' | 'X'))
-        .filter_map(|(pid, stat)| pin(procfs, pid, stat.start_ticks))
-        .collect();
     let mut report = StopReport::default();
-    for p in &pinned {
-        p.signal(nix::sys::signal::Signal::SIGTERM);
-        report.terminated.push(p.pid);
+    if leader <= 1 || leader == me {
+        return Ok(report);
     }
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
+    let mut limit = started_by;
+    let mut kill_rounds = 0;
     loop {
-        let left: Vec<&Pinned> = pinned.iter().filter(|p| !p.has_exited(procfs)).collect();
-        if left.is_empty() {
-            break;
+        let pinned: Vec<Pinned> = procfs
+            .members_of(leader)?
+            .into_iter()
+            .filter(|(pid, stat)| {
+                *pid > 1
+                    && *pid != me
+                    && !matches!(stat.state, 'Z' | 'X')
+                    && limit.is_none_or(|by| stat.start_ticks <= by)
+            })
+            .filter_map(|(pid, stat)| pin(procfs, pid, stat.start_ticks))
+            .collect();
+        if pinned.is_empty() {
+            return Ok(report);
         }
-        if Instant::now() >= deadline {
-            for p in left {
+        limit = None;
+        let killing = Instant::now() >= deadline;
+        for p in &pinned {
+            if killing {
                 p.signal(nix::sys::signal::Signal::SIGKILL);
-                report.killed.push(p.pid);
+                if !report.killed.contains(&p.pid) {
+                    report.killed.push(p.pid);
+                }
+            } else if !report.terminated.contains(&p.pid) {
+                p.signal(nix::sys::signal::Signal::SIGTERM);
+                report.terminated.push(p.pid);
             }
-            break;
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
+        if killing {
+            kill_rounds += 1;
+            if kill_rounds >= KILL_ROUNDS {
+                return Ok(report);
+            }
+        }
+        // Wait for this round's processes, up to the deadline (or a short
+        // while after SIGKILL), then scan again.
+        let round_end = if killing {
+            Instant::now() + Duration::from_millis(200)
+        } else {
+            deadline
+        };
+        let mut pause = Duration::from_millis(1);
+        while pinned.iter().any(|p| !p.has_exited(procfs)) && Instant::now() < round_end {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
-    Ok(report)
 }
 
 /// The work dir of a worker: the project root for stream `main`, else

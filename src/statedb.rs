@@ -406,6 +406,34 @@ impl StateDb {
         })
     }
 
+    /// Journals `restarted` and records the worker as running, in one
+    /// transaction.
+    pub fn record_restarted(
+        &self,
+        at: DateTime<Utc>,
+        initiative: &str,
+        worker: &str,
+        pid: i32,
+        attempt: u32,
+    ) -> Result<()> {
+        self.in_transaction(|| {
+            self.ensure_row(initiative, worker)?;
+            self.conn
+                .prepare_cached(
+                    "UPDATE workers SET last_verdict = 'running' \
+                     WHERE initiative = ?1 AND worker = ?2",
+                )?
+                .execute(params![initiative, worker])?;
+            let event = NewEvent {
+                worker: Some(worker),
+                pid: Some(pid),
+                attempt: Some(attempt),
+                ..NewEvent::default()
+            };
+            self.insert_event(at, Some(initiative), EventKind::Restarted, &event)
+        })
+    }
+
     /// Marks the worker given up and journals `given_up`.
     pub fn give_up(
         &self,

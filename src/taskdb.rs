@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
 use crate::core::TaskCounts;
@@ -221,35 +221,11 @@ impl TaskDb {
     /// corrupt). Bad rows are not errors: they are skipped with a warning.
     pub fn streams(&self, initiative_id: &str) -> Result<StreamsReading> {
         let mut reading = StreamsReading::default();
-        self.read_rows(initiative_id, None, &mut BTreeSet::new(), &mut reading)?;
+        self.read_rows(initiative_id, &mut reading)?;
         Ok(reading)
     }
 
-    /// Like [`TaskDb::streams`], for the streams named in `ids` only: what a
-    /// pass over a few workers needs, without reading every stream. Rows are
-    /// preselected with `instr(metadata, id)` and then matched exactly.
-    pub fn streams_named(
-        &self,
-        initiative_id: &str,
-        ids: &BTreeSet<String>,
-    ) -> Result<StreamsReading> {
-        let mut reading = StreamsReading::default();
-        let mut seen = BTreeSet::new();
-        for id in ids {
-            self.read_rows(initiative_id, Some(id), &mut seen, &mut reading)?;
-        }
-        // A substring match may have brought a few tasks of other streams.
-        reading.streams.retain(|id, _| ids.contains(id));
-        Ok(reading)
-    }
-
-    fn read_rows(
-        &self,
-        initiative_id: &str,
-        containing: Option<&str>,
-        seen: &mut BTreeSet<String>,
-        reading: &mut StreamsReading,
-    ) -> Result<()> {
+    fn read_rows(&self, initiative_id: &str, reading: &mut StreamsReading) -> Result<()> {
         let archived = if self.has_archived {
             "AND COALESCE(t.archived, 0) = 0"
         } else {
@@ -258,14 +234,11 @@ impl TaskDb {
         let sql = format!(
             "SELECT t.id, t.title, t.status, t.metadata \
              FROM tasks t JOIN prds p ON p.id = t.prd_id \
-             WHERE p.initiative_id = ?1 {archived} \
-               AND (?2 IS NULL OR instr(t.metadata, ?2) > 0) ORDER BY t.rowid"
+             WHERE p.initiative_id = ?1 {archived} ORDER BY t.rowid"
         );
         let fail = |e: rusqlite::Error| sql_error("task DB", &self.path, &e);
         let mut stmt = self.conn.prepare_cached(&sql).map_err(fail)?;
-        let mut rows = stmt
-            .query(params![initiative_id, containing])
-            .map_err(fail)?;
+        let mut rows = stmt.query([initiative_id]).map_err(fail)?;
         let mut index = 0usize;
         while let Some(row) = rows.next().map_err(fail)? {
             index += 1;
@@ -282,9 +255,6 @@ impl TaskDb {
                     .push(format!("task row {index}: no id; skipped"));
                 continue;
             };
-            if containing.is_some() && !seen.insert(id.clone()) {
-                continue;
-            }
             let task = TaskRow {
                 id,
                 title: title.unwrap_or_default(),

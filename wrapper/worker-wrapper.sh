@@ -49,8 +49,10 @@ esac
 # started is kept, and the worker is then not started at all.
 child=
 pending=
+interrupted=
 # shellcheck disable=SC2317  # called from the traps below
 forward() {
+  interrupted=yes
   if [ -n "$child" ]; then
     # The worker leads its own process group: signal the whole group at once.
     kill -s "$1" -- "-$child" 2>/dev/null
@@ -106,7 +108,10 @@ done
 } >>"$log_file"
 
 # Atomic PID file: a reader sees the old file or the whole new one.
+# Readable by all, like a file written with `echo >`: other users' checks
+# must be able to read it (mktemp makes it 0600).
 tmp=$(mktemp -- "${pid_file}.XXXXXX") || exit 1
+chmod 0644 -- "$tmp"
 echo "$$" >"$tmp"
 mv -f -- "$tmp" "$pid_file" || { rm -f -- "$tmp"; exit 1; }
 
@@ -126,13 +131,25 @@ elif cd -- "$work_dir"; then
   set +m
   # A signal may have come between the check above and the start.
   [ -n "$pending" ] && forward "$pending"
-  # `wait` returns early when a trapped signal arrives; wait again until the
-  # child is really gone, to get its status.
+  # `wait` returns early when a trapped signal arrives; then wait again, to
+  # get the child's own status.
   while :; do
+    interrupted=
     wait "$child"
     status=$?
-    kill -0 "$child" 2>/dev/null || break
+    [ -n "$interrupted" ] || break
   done
+  # The worker is gone; what it left in its process group goes with it, so
+  # that "no PID file" means "nothing left" and a restart never runs beside
+  # leftovers. (The group id stays the worker's while members live.)
+  if kill -0 -- "-$child" 2>/dev/null; then
+    kill -TERM -- "-$child" 2>/dev/null
+    for _ in $(seq 1 50); do
+      kill -0 -- "-$child" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL -- "-$child" 2>/dev/null
+  fi
 else
   echo "cannot enter work dir $work_dir" >>"$log_file"
   status=1

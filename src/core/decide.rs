@@ -133,14 +133,19 @@ pub fn liveness(worker: &WorkerSnapshot) -> (Result<(), Reason>, Option<i32>) {
         PidFileReading::Missing => (Err(Reason::NoPidfile), None),
         PidFileReading::Invalid(why) => (Err(Reason::InvalidPidfile(why.clone())), None),
         PidFileReading::Valid { pid, mtime } => {
+            // Identity first: a process that started after the PID file was
+            // written is someone else, zombie or not; its group and session
+            // are not the worker's.
             let state = match &worker.process {
                 None | Some(ProcessReading::Gone) => Err(Reason::NoSuchProcess),
-                Some(ProcessReading::Alive(info)) if info.has_exited() => Err(Reason::Zombie),
                 Some(ProcessReading::Alive(info))
-                    if info.start_time > *mtime + START_TIME_TOLERANCE =>
+                    if mtime
+                        .checked_add_signed(START_TIME_TOLERANCE)
+                        .is_some_and(|limit| info.start_time > limit) =>
                 {
                     Err(Reason::PidReused)
                 }
+                Some(ProcessReading::Alive(info)) if info.has_exited() => Err(Reason::Zombie),
                 Some(ProcessReading::Alive(_)) => Ok(()),
             };
             (state, Some(*pid))
@@ -207,7 +212,14 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot) -> Decision {
         };
 
         if policy.auto_restart {
-            plan(policy, snapshot.now, worker, verdict, &mut decision);
+            plan(
+                policy,
+                snapshot.now,
+                worker,
+                verdict,
+                reason.as_ref(),
+                &mut decision,
+            );
         }
         decision.workers.push(WorkerDecision {
             id: worker.id.clone(),
@@ -221,21 +233,35 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot) -> Decision {
 }
 
 /// Plans the actions for one judged worker under `--auto-restart`.
+///
+/// A worker whose PID file cannot be trusted is not restarted: whether its
+/// process lives is unknown (a symlink, a file of another user, one being
+/// written), and a restart could start a second instance.
 fn plan(
     policy: &Policy,
     now: DateTime<Utc>,
     worker: &WorkerSnapshot,
     verdict: Verdict,
+    reason: Option<&Reason>,
     decision: &mut Decision,
 ) {
     let record = &worker.record;
     match verdict {
+        Verdict::Dead if matches!(reason, Some(Reason::InvalidPidfile(_))) => {
+            decision.warnings.push(format!(
+                "{} is not restarted while its PID file is invalid ({}); fix or remove it",
+                worker.id,
+                reason.and_then(Reason::detail).unwrap_or_default()
+            ));
+        }
         Verdict::Dead => {
             let attempt = record.attempts + 1;
             let due = match record.last_attempt {
-                Some(last) => last + to_delta(policy.backoff(attempt)),
-                None => now,
+                Some(last) => last.checked_add_signed(to_delta(policy.backoff(attempt))),
+                None => Some(now),
             };
+            // A backoff beyond the calendar never ends.
+            let Some(due) = due else { return };
             if due <= now {
                 decision.actions.push(Action::Restart {
                     worker: worker.id.clone(),
@@ -253,8 +279,11 @@ fn plan(
             });
         }
         Verdict::Running if record.attempts > 0 => {
-            if let Some(ProcessReading::Alive(info)) = &worker.process {
-                let stable_at = info.start_time + to_delta(policy.stable_after);
+            if let Some(ProcessReading::Alive(info)) = &worker.process
+                && let Some(stable_at) = info
+                    .start_time
+                    .checked_add_signed(to_delta(policy.stable_after))
+            {
                 if stable_at <= now {
                     decision.actions.push(Action::ResetAttempts {
                         worker: worker.id.clone(),

@@ -120,6 +120,12 @@ fn every_verdict_and_reason() {
             Some("zombie"),
         ),
         (
+            "a zombie that started after the PID file is someone else",
+            worker("W", alive(5, 'Z')),
+            Verdict::Dead,
+            Some("pid_reused"),
+        ),
+        (
             "started after the PID file",
             worker("W", alive(2, 'S')),
             Verdict::Dead,
@@ -491,4 +497,57 @@ fn verdict_changes_are_flagged_against_the_record() {
     w.record.last_verdict = Some(Verdict::Running);
     let changed = decide(&Policy::default(), &snapshot(1, vec![w]));
     assert!(changed.workers[0].changed);
+}
+
+#[test]
+fn an_invalid_pid_file_is_reported_but_never_restarted() {
+    let w = WorkerSnapshot {
+        pidfile: PidFileReading::Invalid(InvalidPidFile::Symlink),
+        process: None,
+        ..worker("W", None)
+    };
+    let decision = decide(&restarting(), &snapshot(5, vec![w]));
+    assert_eq!(
+        verdict_of(&decision, "W"),
+        (Verdict::Dead, Some("invalid_pidfile"))
+    );
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert!(
+        decision.warnings[0].contains("W is not restarted while its PID file is invalid (symlink)"),
+        "{:?}",
+        decision.warnings
+    );
+}
+
+#[test]
+fn durations_beyond_the_calendar_never_panic() {
+    let huge = Policy {
+        restart_delay: Duration::from_secs(u64::MAX / 4),
+        max_restart_delay: Duration::MAX,
+        stable_after: Duration::MAX,
+        ..restarting()
+    };
+    let dead = WorkerSnapshot {
+        record: RestartRecord {
+            attempts: 1,
+            last_attempt: Some(t(0)),
+            ..RestartRecord::default()
+        },
+        ..worker("A", Some(ProcessReading::Gone))
+    };
+    let running = WorkerSnapshot {
+        record: RestartRecord {
+            attempts: 1,
+            ..RestartRecord::default()
+        },
+        ..worker("B", alive(0, 'S'))
+    };
+    let mut far = worker("C", alive(0, 'S'));
+    far.pidfile = PidFileReading::Valid {
+        pid: 100,
+        mtime: DateTime::<Utc>::MAX_UTC,
+    };
+    let decision = decide(&huge, &snapshot(10, vec![dead, running, far]));
+    assert!(decision.actions.is_empty());
+    assert_eq!(verdict_of(&decision, "C").0, Verdict::Running);
 }

@@ -117,3 +117,72 @@ fn a_thousand_restarts_leak_no_descriptor() {
     assert_eq!(after, before, "descriptors before and after 1,000 restarts");
     assert!(is_alive(pid));
 }
+
+/// User plus system CPU time of a process, in clock ticks (fields 14 and 15
+/// of `/proc/<pid>/stat`).
+fn cpu_ticks(pid: i32) -> u64 {
+    let f = stat_fields(pid).unwrap();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_failing_task_db_is_retried_with_backoff_not_in_a_busy_loop() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    let wrapper = fx.start_worker("W", WORKER);
+    let path = fx.tmp.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(LIMIT)).unwrap();
+    let socket = path.display().to_string();
+    // Attempt 2 falls due 2 s after attempt 1: a due time that passes while
+    // the task DB is failing.
+    let monitor = fx.monitor_with(
+        &[
+            "--auto-restart",
+            "--restart-delay",
+            "1",
+            "--worker-command",
+            WORKER,
+        ],
+        &[("NOTIFY_SOCKET", &socket)],
+    );
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    kill9(wrapper);
+    fx.reap(wrapper);
+    let second = fx.wait_restarted("W", wrapper, LIMIT);
+    let db = rusqlite::Connection::open(&fx.tasks_db).unwrap();
+    db.execute_batch("ALTER TABLE tasks RENAME TO tasks_away")
+        .unwrap();
+    kill9(second);
+    // Each failed try says so in STATUS=; they must come at 1 s, 2 s, 4 s...
+    let mut buf = [0u8; 4096];
+    let mut tries = Vec::new();
+    while tries.len() < 3 {
+        let n = sock.recv(&mut buf).expect("a STATUS= datagram");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.contains("checks failing since") {
+            tries.push((std::time::Instant::now(), cpu_ticks(monitor.pid)));
+        }
+    }
+    let (first, last) = (tries[0], tries[2]);
+    let elapsed = last.0 - first.0;
+    assert!(
+        elapsed >= Duration::from_millis(2500),
+        "tries 1 to 3 came {elapsed:?} apart"
+    );
+    let spent = last.1 - first.1;
+    assert!(
+        spent < 50,
+        "the monitor spun: {spent} ticks of CPU in {elapsed:?}"
+    );
+    let log = fx.monitor_log();
+    assert_eq!(log.matches("Check failed").count(), 1, "logged once: {log}");
+    db.execute_batch("ALTER TABLE tasks_away RENAME TO tasks")
+        .unwrap();
+    wait_for("recovery", LIMIT, || {
+        fx.monitor_log().contains("Checks work again")
+    });
+    fx.wait_restarted("W", second, LIMIT);
+}

@@ -173,33 +173,184 @@ fn backoff_is_respected_between_attempts() {
     );
 }
 
-#[test]
-fn the_unrelated_process_behind_a_reused_pid_is_never_signalled() {
-    let mut fx = Fixture::new();
+/// The processes of session `sid` that are alive.
+fn live_members(sid: i32) -> Vec<i32> {
+    let sid = sid.to_string();
+    all_pids()
+        .into_iter()
+        .filter(|p| is_alive(*p) && stat_fields(*p).is_some_and(|f| f.get(3) == Some(&sid)))
+        .collect()
+}
+
+/// A fixture whose worker W is dead, with a PID file naming `pid` and
+/// written two minutes ago, before `pid` started.
+fn reused_by(fx: &mut Fixture, pid: i32) {
     fx.task("W", "in_progress", &[]);
     fx.ran_before("W");
     fs::create_dir_all(fx.work_dir("W")).unwrap();
     fx.install_wrapper();
-    // The PID file names a live process that started after it was written.
-    let stranger = Proc::sleep();
-    let path = fx.pidfile("W", &format!("{}\n", stranger.pid));
+    let path = fx.pidfile("W", &format!("{pid}\n"));
     fx.set_mtime(&path, SystemTime::now() - Duration::from_secs(120));
+}
+
+#[test]
+fn the_unrelated_session_behind_a_reused_pid_is_never_signalled() {
+    let mut fx = Fixture::new();
+    // The stranger leads a session with a member: stopping "survivors" of
+    // its PID would hit both.
+    let stranger = Proc::spawn(
+        std::process::Command::new("setsid")
+            .args(["sh", "-c", "sleep 600 & exec sleep 600"])
+            .current_dir(&fx.project),
+    );
+    wait_for("the stranger's member", LIMIT, || {
+        live_members(stranger.pid).len() == 2
+    });
+    reused_by(&mut fx, stranger.pid);
 
     let (code, out) = check_restart(&fx, &["--stop-timeout", "0"]);
     assert_eq!(code, 1, "{out}");
     let new = fx.wait_restarted("W", stranger.pid, LIMIT);
     assert_ne!(new, stranger.pid);
-    assert!(is_alive(stranger.pid), "the stranger must live on");
-    let log = fx.monitor_log();
-    assert!(
-        log.contains(&format!(
-            "PID {} of worker W now belongs to another process",
-            stranger.pid
-        )),
-        "{log}"
+    assert_eq!(
+        live_members(stranger.pid).len(),
+        2,
+        "the stranger's session lives on"
     );
+    let log = fx.monitor_log();
+    let note = format!(
+        "PID {} of worker W now belongs to another process",
+        stranger.pid
+    );
+    assert!(log.contains(&note), "{log}");
     assert!(!log.contains("Stopped survivors"), "{log}");
     drop(stranger);
+}
+
+#[test]
+fn a_zombie_stranger_behind_a_reused_pid_is_not_taken_for_the_worker() {
+    let mut fx = Fixture::new();
+    // A session leader that exited unreaped (our zombie) while a member of
+    // its session lives on.
+    let zombie = Proc::spawn(
+        std::process::Command::new("setsid")
+            .args(["sh", "-c", "sleep 600 & exit 0"])
+            .current_dir(&fx.project),
+    );
+    wait_for("the zombie leader", LIMIT, || {
+        proc_state(zombie.pid) == Some('Z')
+    });
+    wait_for("its live member", LIMIT, || {
+        live_members(zombie.pid).len() == 1
+    });
+    reused_by(&mut fx, zombie.pid);
+
+    let (_, json, _) = fx.check_json(&[]);
+    assert_eq!(
+        worker(&json, "W")["reason"],
+        "pid_reused",
+        "identity before state"
+    );
+    let (code, out) = check_restart(&fx, &["--stop-timeout", "0"]);
+    assert_eq!(code, 1, "{out}");
+    fx.wait_restarted("W", zombie.pid, LIMIT);
+    assert_eq!(
+        live_members(zombie.pid).len(),
+        1,
+        "the stranger's member lives on"
+    );
+    assert!(
+        !fx.monitor_log().contains("Stopped survivors"),
+        "{}",
+        fx.monitor_log()
+    );
+    drop(zombie);
+}
+
+#[test]
+fn an_invalid_pid_file_is_reported_and_never_restarted_over() {
+    let (fx, wrapper) = one_worker();
+    // The live wrapper's PID file reached through a symlink: not to be
+    // trusted, and not to be restarted over either (a second instance).
+    let real = fx.tmp.path().join("W.pid");
+    fs::rename(fx.pidfile_path("W"), &real).unwrap();
+    std::os::unix::fs::symlink(&real, fx.pidfile_path("W")).unwrap();
+    let (code, out) = check_restart(&fx, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("W is not restarted while its PID file is invalid (symlink)"),
+        "{out}"
+    );
+    assert!(
+        !fx.monitor_log().contains("Restarting worker W"),
+        "{}",
+        fx.monitor_log()
+    );
+    assert!(fx.history().iter().all(|(_, k)| k != "restart_attempted"));
+    assert!(is_alive(wrapper));
+}
+
+#[test]
+fn a_wrapper_too_slow_to_write_its_pid_file_is_stopped() {
+    let (mut fx, wrapper) = one_worker();
+    kill9(wrapper);
+    fx.reap(wrapper);
+    // A wrapper that takes two seconds before it runs the real one.
+    let slow = fx.dir.join("slow-wrapper.sh");
+    fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\nsleep 2\nexec {} \"$@\"\n",
+            fx.install_wrapper().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&slow, fs::Permissions::from_mode(0o755)).unwrap();
+    let slow = slow.display().to_string();
+    let (code, _) = check_restart(&fx, &["--wrapper", &slow, "--spawn-timeout", "0.3"]);
+    assert_eq!(code, 1);
+    let log = fx.monitor_log();
+    assert!(
+        log.contains("no PID file naming a live process within 0.3 s"),
+        "{log}"
+    );
+    // Nothing of it is left to become a second instance later.
+    let line = log.lines().find(|l| l.contains("wrapper PID")).expect(&log);
+    let slow_pid: i32 = line
+        .rsplit("wrapper PID ")
+        .next()
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .expect(line);
+    wait_for("the slow wrapper's session to be gone", LIMIT, || {
+        live_members(slow_pid).is_empty()
+    });
+    assert_eq!(
+        fx.pid_in_file("W"),
+        Some(wrapper),
+        "it never wrote its PID file"
+    );
+}
+
+#[test]
+fn survivors_that_keep_forking_are_all_stopped() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    let wrapper = fx.start_worker("W", "while :; do sleep 30 & sleep 0.005; done");
+    wait_for("the worker's children", LIMIT, || {
+        live_members(wrapper).len() > 5
+    });
+    kill9(wrapper);
+    fx.reap(wrapper);
+    let (code, out) = check_restart(&fx, &["--stop-timeout", "1"]);
+    assert_eq!(code, 1, "{out}");
+    fx.wait_restarted("W", wrapper, LIMIT);
+    assert!(
+        live_members(wrapper).is_empty(),
+        "left: {:?}",
+        live_members(wrapper)
+    );
 }
 
 #[test]
@@ -433,12 +584,14 @@ fn the_monitor_leaves_no_zombie_children() {
     wait_for("no zombie children of the monitor", LIMIT, || {
         zombies() == 0
     });
-    let exits = fx
-        .history()
-        .iter()
-        .filter(|(_, k)| k == "child_exited")
-        .count();
-    assert!(exits >= 3, "exit statuses journaled: {:?}", fx.history());
+    // Each exit status is journaled once the wrapper is reaped.
+    wait_for("three exit statuses in the journal", LIMIT, || {
+        fx.history()
+            .iter()
+            .filter(|(_, k)| k == "child_exited")
+            .count()
+            >= 3
+    });
 }
 
 #[test]

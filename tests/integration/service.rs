@@ -244,3 +244,112 @@ fn the_wrapper_and_the_demo_ship_in_the_binary() {
     );
     assert!(text.contains("everything it started is stopped"), "{text}");
 }
+
+#[test]
+fn a_daemon_that_cannot_start_says_so_on_the_terminal() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    fx.live_worker("W");
+    let db = fx.dir.join("pidwatch.db");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE x (y); PRAGMA user_version = 99;")
+        .unwrap();
+    let pid_file = fx.tmp.path().join("pidwatch.pid");
+    let out = fx
+        .cmd()
+        .args(["run", "--auto-restart", "--daemon", "--pid-file"])
+        .arg(&pid_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("schema version 99 is newer"), "{err}");
+    assert!(
+        !pid_file.exists(),
+        "no PID file of a daemon that is not running"
+    );
+}
+
+#[test]
+fn a_lost_terminal_does_not_stop_the_monitor() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    let wrapper = fx.start_worker("W", WORKER);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
+    cmd.current_dir(&fx.project)
+        .env("HOME", &fx.home)
+        .args(["run", "--auto-restart", "--worker-command", WORKER])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    // Both ends of the console close, as when a terminal goes away.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let mut child = Reap(child);
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    // Deaths make the monitor print (to the closed pipes) and act.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(wrapper), Signal::SIGKILL).unwrap();
+    fx.reap(wrapper);
+    let second = fx.wait_restarted("W", wrapper, LIMIT);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(second), Signal::SIGKILL).unwrap();
+    fx.wait_restarted("W", second, LIMIT);
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the monitor is still running"
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    wait_for(
+        "a clean exit",
+        LIMIT,
+        || matches!(child.0.try_wait(), Ok(Some(s)) if s.code() == Some(0)),
+    );
+}
+
+#[test]
+fn each_death_of_a_crash_looping_worker_is_journaled() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    let mut pid = fx.start_worker("W", WORKER);
+    let _monitor = fx.monitor(&[
+        "--auto-restart",
+        "--restart-delay",
+        "0",
+        "--max-restarts",
+        "10",
+        "--worker-command",
+        WORKER,
+    ]);
+    wait_for("the first pass", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    let first = pid;
+    for _ in 0..3 {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+        pid = fx.wait_restarted("W", pid, LIMIT);
+        // Kill it only once the monitor counts the restart a success.
+        let done = format!("Worker W restarted (PID: {pid})");
+        wait_for("the restart to be confirmed", LIMIT, || {
+            fx.monitor_log().contains(&done)
+        });
+    }
+    fx.reap(first);
+    wait_for("three deaths in the journal", LIMIT, || {
+        fx.history()
+            .iter()
+            .filter(|(_, k)| k == "dead_detected")
+            .count()
+            == 3
+    });
+}

@@ -147,10 +147,15 @@ fn a_signal_before_the_worker_starts_is_not_lost() {
     let fx = Fixture::new();
     let slow = fx.tmp.path().join("slow");
     fs::create_dir_all(&slow).unwrap();
-    // A `date` that takes long, so the signal lands before the worker starts.
+    // A `date` that waits until the test opens the gate (a file it makes),
+    // so that the signal lands before the worker starts.
+    let gate = slow.join("gate");
     fs::write(
         slow.join("date"),
-        "#!/bin/sh\nsleep 1\nexec /bin/date \"$@\"\n",
+        format!(
+            "#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.01; done\nexec /bin/date \"$@\"\n",
+            gate.display()
+        ),
     )
     .unwrap();
     fs::set_permissions(slow.join("date"), fs::Permissions::from_mode(0o755)).unwrap();
@@ -160,15 +165,34 @@ fn a_signal_before_the_worker_starts_is_not_lost() {
         &["--", "sh", "-c", "echo started; exec sleep 600"],
         Some(&path),
     );
-    // The first rule of the header is out; `date` is running for a second.
+    // The first rule of the header is out; `date` waits at the gate.
     wait_for("the header's first line", LIMIT, || {
         run.log().starts_with("=====")
     });
-    assert!(!run.log().contains("Stream: W"), "still in the slow date");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid), Signal::SIGTERM).unwrap();
+    // Open the gate: bash runs the trap once `date` returns.
+    fs::write(&gate, "").unwrap();
     assert_eq!(run.exit_code(), 143);
     assert!(!run.log().contains("started"), "{}", run.log());
     assert!(run.log().contains("Exit code: 143"), "{}", run.log());
+    assert!(!run.fx.pidfile_path("W").exists());
+}
+
+#[test]
+fn what_a_worker_leaves_in_its_group_is_stopped_before_the_pid_file_goes() {
+    // The worker exits at once and leaves a child behind in its group.
+    let mut run = Run::start(
+        Fixture::new(),
+        &["--", "sh", "-c", "sleep 600 & exit 0"],
+        None,
+    );
+    assert_eq!(run.exit_code(), 0);
+    let work = run.fx.work_dir("W");
+    assert!(
+        processes_under(&work).is_empty(),
+        "left: {:?}",
+        processes_under(&work)
+    );
     assert!(!run.fx.pidfile_path("W").exists());
 }
 
