@@ -199,6 +199,8 @@ pub fn wait_for_pidfile(
 /// A process pinned by a pidfd after its identity was checked.
 struct Pinned {
     pid: i32,
+    /// Its process group when it was pinned.
+    pgrp: i32,
     fd: Option<OwnedFd>,
 }
 
@@ -213,7 +215,11 @@ fn pin(procfs: &Procfs, pid: i32, start_ticks: u64) -> Option<Pinned> {
         Err(_) => return None,
     };
     match procfs.stat(pid) {
-        Ok(Some(stat)) if stat.start_ticks == start_ticks => Some(Pinned { pid, fd }),
+        Ok(Some(stat)) if stat.start_ticks == start_ticks => Some(Pinned {
+            pid,
+            pgrp: stat.pgrp,
+            fd,
+        }),
         _ => None,
     }
 }
@@ -336,7 +342,22 @@ pub fn stop_group(
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
         }
+        // A child forked meanwhile inherits its parent's group: when every
+        // group seen is empty now, nobody is left and another scan of all
+        // of /proc (the costly part) is not needed.
+        if !killing && pinned.iter().all(|p| p.has_exited(procfs)) && groups_empty(&pinned) {
+            return Ok(report);
+        }
     }
+}
+
+/// Whether no process is left in any of the process groups of `pinned`.
+/// `kill(-pgid, 0)` only asks; it delivers nothing.
+fn groups_empty(pinned: &[Pinned]) -> bool {
+    let groups: std::collections::BTreeSet<i32> = pinned.iter().map(|p| p.pgrp).collect();
+    groups
+        .into_iter()
+        .all(|g| g > 1 && nix::sys::signal::kill(Pid::from_raw(-g), None) == Err(Errno::ESRCH))
 }
 
 /// The work dir of a worker: the project root for stream `main`, else
