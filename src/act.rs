@@ -1,10 +1,10 @@
 //! `act`: carries out the actions of a decision, and records each step in the
 //! state DB and `monitor.log`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::config::Settings;
-use crate::core::{Action, Decision, Reason, Snapshot, Verdict, decide};
+use crate::core::{Action, Decision, Reason, RestartRecord, Snapshot, Verdict, liveness};
 use crate::monitor_log::{Level, MonitorLog};
 use crate::observe::Observer;
 use crate::pidfile;
@@ -162,38 +162,31 @@ impl<'a> Actor<'a> {
     /// One restart, step by step (DESIGN.md, "Restart policy").
     fn restart(&mut self, log: &mut MonitorLog, stream: &Stream, attempt: u32, max: u32) {
         let worker = stream.id.as_str();
-        // 1. Observe again: no restart on a stale view. Survivors of the old
-        // worker all started before this moment.
+        // 1. Look again at what changes fast, the PID file and the process:
+        // no restart on a stale view. (Tasks and dependencies were read by
+        // this same pass.) Survivors of the old worker all started before
+        // this moment.
         let started_by = self.observer.procfs.now_ticks();
-        let scope = BTreeSet::from([stream.id.clone()]);
-        let fresh = match self.observer.observe(self.state, Some(&scope)) {
-            Ok(fresh) => fresh,
-            Err(e) => {
+        let fresh = self
+            .observer
+            .observe_worker(stream, RestartRecord::default());
+        let (alive, old_pid) = liveness(&fresh);
+        let reason = match alive {
+            Ok(()) => {
                 log.log(
-                    Level::Error,
-                    &format!("Failed to restart worker {worker}: {e}"),
+                    Level::Info,
+                    &format!("Worker {worker} is running again; restart not needed"),
                 );
                 return;
             }
-        };
-        let again = decide(&self.settings.policy, &fresh.snapshot);
-        let still_due = again
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Restart { worker: w, .. } if w == worker));
-        let Some(now) = again.workers.iter().find(|w| w.id == worker) else {
-            return;
-        };
-        if !still_due {
-            log.log(
-                Level::Info,
-                &format!("Worker {worker} is {} now; restart not needed", now.verdict),
-            );
-            return;
-        }
-        let (reason, old_pid) = (now.reason.clone(), now.pid);
-        let Some(fresh_stream) = fresh.streams.get(worker) else {
-            return;
+            Err(Reason::InvalidPidfile(why)) => {
+                log.log(
+                    Level::Warning,
+                    &format!("Worker {worker}'s PID file became invalid ({why}); not restarted"),
+                );
+                return;
+            }
+            Err(reason) => Some(reason),
         };
 
         // 2. Count the attempt before anything can fail or crash.
@@ -211,7 +204,7 @@ impl<'a> Actor<'a> {
             return;
         }
 
-        match self.prepare_and_spawn(log, fresh_stream, reason, old_pid, started_by) {
+        match self.prepare_and_spawn(log, stream, reason, old_pid, started_by) {
             Ok(pid) => {
                 self.restarted.push((worker.to_string(), pid));
                 log.log(

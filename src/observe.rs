@@ -155,7 +155,7 @@ impl Observer {
     }
 
     fn log_shows_a_run(&self, worker: &str) -> bool {
-        let Ok(file) = pidfile::open_regular_nofollow(&self.worker_log(worker)) else {
+        let Ok((file, _)) = pidfile::open_regular_nofollow(&self.worker_log(worker)) else {
             return false;
         };
         let mut head = Vec::new();

@@ -25,21 +25,23 @@ pub fn path_for(pid_dir: &Path, worker: &str) -> PathBuf {
 }
 
 /// Opens a file for reading without following a final symlink and without
-/// blocking on a FIFO; returns the file once it is known to be regular.
+/// blocking on a FIFO; returns the file and its metadata (fstat(2)) once it
+/// is known to be regular.
 ///
 /// Errors: `ELOOP` for a symlink, `NotRegular` as [`io::ErrorKind::InvalidInput`].
-pub fn open_regular_nofollow(path: &Path) -> io::Result<File> {
+pub fn open_regular_nofollow(path: &Path) -> io::Result<(File, std::fs::Metadata)> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc_flags())
         .open(path)?;
-    if !file.metadata()?.file_type().is_file() {
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a regular file",
         ));
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 fn libc_flags() -> i32 {
@@ -52,26 +54,24 @@ fn libc_flags() -> i32 {
 /// every problem becomes a [`PidFileReading::Invalid`] with its reason, and a
 /// missing file is [`PidFileReading::Missing`].
 pub fn read(path: &Path, pid_max: i32) -> PidFileReading {
-    let file = match open_regular_nofollow(path) {
-        Ok(file) => file,
+    let (mut file, meta) = match open_regular_nofollow(path) {
+        Ok(opened) => opened,
         Err(err) => return reading_from_open_error(&err),
-    };
-    let meta = match file.metadata() {
-        Ok(meta) => meta,
-        Err(err) => return PidFileReading::Invalid(InvalidPidFile::Unreadable(err.to_string())),
     };
     if meta.len() > MAX_PIDFILE_BYTES {
         return PidFileReading::Invalid(InvalidPidFile::TooLarge(meta.len()));
     }
-    let mut bytes = Vec::with_capacity(MAX_PIDFILE_BYTES as usize + 1);
-    if let Err(err) = file.take(MAX_PIDFILE_BYTES + 1).read_to_end(&mut bytes) {
-        return PidFileReading::Invalid(InvalidPidFile::Unreadable(err.to_string()));
+    // One read(2) returns a small regular file whole; a full buffer means
+    // the file grew past the limit since fstat.
+    let mut buf = [0u8; MAX_PIDFILE_BYTES as usize + 1];
+    let n = match file.read(&mut buf) {
+        Ok(n) => n,
+        Err(err) => return PidFileReading::Invalid(InvalidPidFile::Unreadable(err.to_string())),
+    };
+    if n as u64 > MAX_PIDFILE_BYTES {
+        return PidFileReading::Invalid(InvalidPidFile::TooLarge(n as u64));
     }
-    if bytes.len() as u64 > MAX_PIDFILE_BYTES {
-        // It grew between fstat and read.
-        return PidFileReading::Invalid(InvalidPidFile::TooLarge(bytes.len() as u64));
-    }
-    match parse(&bytes, pid_max) {
+    match parse(&buf[..n], pid_max) {
         Ok(pid) => PidFileReading::Valid {
             pid,
             mtime: mtime_of(&meta),

@@ -1,7 +1,7 @@
 //! Reading processes: `kill(pid, 0)` and `/proc/<pid>/stat` (see proc(5)).
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -99,19 +99,31 @@ impl Procfs {
     /// Reads `/proc/<pid>/stat`. `Ok(None)` when there is no such process.
     pub fn stat(&self, pid: i32) -> io::Result<Option<Stat>> {
         let path = self.root.join(pid.to_string()).join("stat");
-        match fs::read(&path) {
-            Ok(bytes) => parse_stat(&bytes)
-                .map(Some)
-                .ok_or_else(|| bad_data(path, "malformed")),
+        // One read into a buffer on the stack: the file is a few hundred
+        // bytes, and this runs once per worker per pass.
+        let mut buf = [0u8; 1024];
+        let read = fs::File::open(&path).and_then(|mut f| {
+            let n = f.read(&mut buf)?;
+            if n < buf.len() {
+                return Ok((n, None));
+            }
+            let mut all = buf.to_vec();
+            f.read_to_end(&mut all)?;
+            Ok((0, Some(all)))
+        });
+        let parsed = match read {
+            Ok((n, None)) => parse_stat(&buf[..n]),
+            Ok((_, Some(all))) => parse_stat(&all),
             // A process that exits while being read gives ENOENT or ESRCH.
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
                     || e.raw_os_error() == Some(Errno::ESRCH as i32) =>
             {
-                Ok(None)
+                return Ok(None);
             }
-            Err(e) => Err(e),
-        }
+            Err(e) => return Err(e),
+        };
+        parsed.map(Some).ok_or_else(|| bad_data(path, "malformed"))
     }
 
     /// Observes the process `pid`: `kill(pid, 0)` first (ESRCH: gone; EPERM:
@@ -179,22 +191,29 @@ pub fn parse_stat(bytes: &[u8]) -> Option<Stat> {
         return None;
     }
     let comm = String::from_utf8_lossy(&bytes[open + 1..close]).into_owned();
-    let rest = std::str::from_utf8(bytes.get(close + 1..)?).ok()?;
-    // rest[0] is field 3; field n is at index n - 3.
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3).copied();
-    let mut state_chars = field(3)?.chars();
-    let state = state_chars.next()?;
-    if state_chars.next().is_some() {
-        return None;
+    // After the name come fields 3, 4, 5, ...; only a few are parsed.
+    let mut fields = bytes[close + 1..]
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty());
+    fn number<T: std::str::FromStr>(field: Option<&[u8]>) -> Option<T> {
+        std::str::from_utf8(field?).ok()?.parse().ok()
     }
+    let state = match fields.next()? {
+        [letter] if letter.is_ascii_alphabetic() => *letter as char,
+        _ => return None,
+    };
+    let ppid = number(fields.next())?;
+    let pgrp = number(fields.next())?;
+    let session = number(fields.next())?;
+    // Fields 7 to 21 are skipped; the 16th field from here is field 22.
+    let start_ticks = number(fields.nth(15))?;
     Some(Stat {
         comm,
         state,
-        ppid: field(4)?.parse().ok()?,
-        pgrp: field(5)?.parse().ok()?,
-        session: field(6)?.parse().ok()?,
-        start_ticks: field(22)?.parse().ok()?,
+        ppid,
+        pgrp,
+        session,
+        start_ticks,
     })
 }
 

@@ -278,6 +278,21 @@ fn text_of(value: ValueRef<'_>) -> Option<String> {
     }
 }
 
+/// The keys of `tasks.metadata` that pidwatch reads. serde skips every other
+/// key without building it, which is most of the cost of a row. Each is kept
+/// as a JSON value, to report a wrong type rather than fail the row.
+#[derive(serde::Deserialize)]
+struct Metadata {
+    #[serde(rename = "streamId", default)]
+    stream_id: Option<Value>,
+    #[serde(rename = "streamName", default)]
+    stream_name: Option<Value>,
+    #[serde(default)]
+    dependencies: Option<Value>,
+    #[serde(rename = "streamDependencies", default)]
+    stream_dependencies: Option<Value>,
+}
+
 struct TaskRow {
     id: String,
     title: String,
@@ -290,7 +305,7 @@ impl TaskRow {
         let Some(text) = self.metadata.as_deref().filter(|t| !t.trim().is_empty()) else {
             return; // no metadata: not a stream task
         };
-        let meta: Value = match serde_json::from_str(text) {
+        let meta: Metadata = match serde_json::from_str(text) {
             Ok(meta) => meta,
             Err(e) => {
                 reading.warnings.push(format!(
@@ -300,7 +315,7 @@ impl TaskRow {
                 return;
             }
         };
-        let stream_id = match meta.get("streamId") {
+        let stream_id = match &meta.stream_id {
             None | Some(Value::Null) => return,
             Some(Value::String(s)) if crate::pidfile::is_safe_id(s) => s.clone(),
             Some(Value::String(s)) => {
@@ -327,12 +342,16 @@ impl TaskRow {
             });
         if stream.name.is_none() {
             stream.name = meta
-                .get("streamName")
+                .stream_name
+                .as_ref()
                 .and_then(Value::as_str)
                 .map(str::to_string);
         }
-        for key in ["dependencies", "streamDependencies"] {
-            match meta.get(key) {
+        for (key, value) in [
+            ("dependencies", &meta.dependencies),
+            ("streamDependencies", &meta.stream_dependencies),
+        ] {
+            match value {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(items)) => {
                     for item in items {

@@ -68,37 +68,51 @@ short_id=${initiative_id:0:8}
 log_file="$log_dir/${stream_id}_${short_id}.log"
 rule="========================================"
 
-mkdir -p -- "$log_dir" "$(dirname -- "$pid_file")" || exit 1
+# The start is on the path of every restart, so it forks as little as it
+# can: builtins and parameter expansion instead of dirname, basename, date,
+# mktemp and a scan of logs/ (one process per file made a restart take
+# seconds with a thousand logs).
+pid_dir=${pid_file%/*}
+[ "$pid_dir" = "$pid_file" ] && pid_dir=.
+if [ ! -d "$log_dir" ] || [ ! -d "$pid_dir" ]; then
+  mkdir -p -- "$log_dir" "$pid_dir" || exit 1
+fi
+
+# Sets $stamp to now in ISO 8601 with a colon in the offset, as
+# `date -Iseconds` writes it (a builtin, where $(date) would fork).
+stamp=
+set_stamp() {
+  local t
+  printf -v t '%(%Y-%m-%dT%H:%M:%S%z)T' -1
+  stamp="${t:0:22}:${t:22}"
+}
 
 # Archive this stream's logs of other initiatives, and its old-format log.
 # Exact names only: archiving Stream-A must never touch Stream-AB_*.log.
-for old in "$log_dir"/*.log; do
+# Only the candidate names are looked at, never the whole folder.
+shopt -s nullglob
+for old in "$log_dir/$stream_id.log" "$log_dir/${stream_id}_"????????.log; do
   [ -f "$old" ] || continue
-  base=$(basename -- "$old" .log)
-  match=no
-  if [ "$base" = "$stream_id" ]; then
-    match=yes
-  else
-    case $base in
-      "${stream_id}_"*)
-        rest=${base#"${stream_id}_"}
-        if [ ${#rest} -eq 8 ] && [[ $rest =~ ^[A-Za-z0-9-]+$ ]] && [ "$rest" != "$short_id" ]; then
-          match=yes
-        fi
-        ;;
-    esac
+  base=${old##*/}
+  base=${base%.log}
+  if [ "$base" != "$stream_id" ]; then
+    rest=${base#"${stream_id}_"}
+    if ! [[ $rest =~ ^[A-Za-z0-9-]{8}$ ]] || [ "$rest" = "$short_id" ]; then
+      continue
+    fi
   fi
-  if [ $match = yes ]; then
-    mkdir -p -- "$log_dir/archive" || continue
-    target="$log_dir/archive/${base}_$(stat -c %Y -- "$old").log"
-    [ -e "$target" ] && target="$log_dir/archive/${base}_$(stat -c %Y -- "$old")_$$.log"
-    mv -f -- "$old" "$target"
-  fi
+  mkdir -p -- "$log_dir/archive" || continue
+  mtime=$(stat -c %Y -- "$old")
+  target="$log_dir/archive/${base}_${mtime}.log"
+  [ -e "$target" ] && target="$log_dir/archive/${base}_${mtime}_$$.log"
+  mv -f -- "$old" "$target"
 done
+shopt -u nullglob
 
+set_stamp
 {
   echo "$rule"
-  echo "Started: $(date -Iseconds)"
+  echo "Started: $stamp"
   echo "Stream: $stream_id"
   echo "Initiative: $initiative_id"
   echo "PID: $$"
@@ -107,12 +121,10 @@ done
   echo "$rule"
 } >>"$log_file"
 
-# Atomic PID file: a reader sees the old file or the whole new one.
-# Readable by all, like a file written with `echo >`: other users' checks
-# must be able to read it (mktemp makes it 0600).
-tmp=$(mktemp -- "${pid_file}.XXXXXX") || exit 1
-chmod 0644 -- "$tmp"
-echo "$$" >"$tmp"
+# Atomic PID file: a reader sees the old file or the whole new one. It is
+# created under the inherited umask, as the original's `echo >` was.
+tmp="$pid_file.$$.tmp"
+echo "$$" >"$tmp" || exit 1
 mv -f -- "$tmp" "$pid_file" || { rm -f -- "$tmp"; exit 1; }
 
 export PIDWATCH_STREAM_ID=$stream_id PIDWATCH_INITIATIVE_ID=$initiative_id \
@@ -144,7 +156,7 @@ elif cd -- "$work_dir"; then
   # leftovers. (The group id stays the worker's while members live.)
   if kill -0 -- "-$child" 2>/dev/null; then
     kill -TERM -- "-$child" 2>/dev/null
-    for _ in $(seq 1 50); do
+    for ((i = 0; i < 50; i++)); do
       kill -0 -- "-$child" 2>/dev/null || break
       sleep 0.1
     done
@@ -155,14 +167,17 @@ else
   status=1
 fi
 
+set_stamp
 {
   echo "$rule"
-  echo "Worker exited: $(date -Iseconds)"
+  echo "Worker exited: $stamp"
   echo "Exit code: $status"
   echo "$rule"
 } >>"$log_file"
 
-if [ "$(cat -- "$pid_file" 2>/dev/null)" = "$$" ]; then
+holder=
+read -r holder 2>/dev/null <"$pid_file"
+if [ "$holder" = "$$" ]; then
   rm -f -- "$pid_file"
 fi
 exit "$status"

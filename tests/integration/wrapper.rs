@@ -90,6 +90,14 @@ fn it_writes_its_pid_file_and_a_header_and_footer() {
     );
     assert_eq!(run.exit_code(), 7, "the worker's exit status");
     let log = run.log();
+    let started = log
+        .lines()
+        .find_map(|l| l.strip_prefix("Started: "))
+        .expect(&log);
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(started).is_ok(),
+        "an ISO 8601 time like date -Iseconds: {started}"
+    );
     for needle in [
         "Started: ".to_string(),
         "Stream: W".into(),
@@ -142,35 +150,33 @@ fn term_int_and_hup_reach_the_worker_group_at_once() {
 
 #[test]
 fn a_signal_before_the_worker_starts_is_not_lost() {
-    // The wrapper is stopped while it writes its header: it must not start
-    // the worker at all, must exit 128+15, and must not leave its PID file.
+    // The wrapper is stopped while it puts its PID file in place: it must
+    // not start the worker at all, and must exit 128+15 without leaving its
+    // PID file behind.
     let fx = Fixture::new();
     let slow = fx.tmp.path().join("slow");
     fs::create_dir_all(&slow).unwrap();
-    // A `date` that waits until the test opens the gate (a file it makes),
-    // so that the signal lands before the worker starts.
+    // An `mv` that waits until the test opens the gate (a file it makes).
     let gate = slow.join("gate");
     fs::write(
-        slow.join("date"),
+        slow.join("mv"),
         format!(
-            "#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.01; done\nexec /bin/date \"$@\"\n",
+            "#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.01; done\nexec /bin/mv \"$@\"\n",
             gate.display()
         ),
     )
     .unwrap();
-    fs::set_permissions(slow.join("date"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(slow.join("mv"), fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:/usr/bin:/bin", slow.display());
     let mut run = Run::start(
         fx,
         &["--", "sh", "-c", "echo started; exec sleep 600"],
         Some(&path),
     );
-    // The first rule of the header is out; `date` waits at the gate.
-    wait_for("the header's first line", LIMIT, || {
-        run.log().starts_with("=====")
-    });
+    // The temp PID file is written: the wrapper waits in `mv`.
+    let tmp = run.fx.dir.join(format!("pids/W.pid.{}.tmp", run.pid));
+    wait_for("the temp PID file", LIMIT, || tmp.exists());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid), Signal::SIGTERM).unwrap();
-    // Open the gate: bash runs the trap once `date` returns.
     fs::write(&gate, "").unwrap();
     assert_eq!(run.exit_code(), 143);
     assert!(!run.log().contains("started"), "{}", run.log());
