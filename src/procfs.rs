@@ -154,26 +154,46 @@ impl Procfs {
 
     /// The PIDs of every process whose process group or session is `id`,
     /// with their stat. Reads all of `/proc`: for stopping survivors only,
-    /// never in a routine pass.
+    /// never in a routine pass. With thousands of processes that is the
+    /// costly step of a restart (the kernel formats each stat file), so the
+    /// reading is shared among up to [`SCAN_THREADS`] threads.
     pub fn members_of(&self, id: i32) -> io::Result<Vec<(i32, Stat)>> {
-        let mut found = Vec::new();
-        for entry in fs::read_dir(&self.root)? {
-            let Some(pid) = entry?
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if let Ok(Some(stat)) = self.stat(pid)
-                && (stat.pgrp == id || stat.session == id)
-            {
-                found.push((pid, stat));
-            }
+        let pids: Vec<i32> = fs::read_dir(&self.root)?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        let scan = |chunk: &[i32]| -> Vec<(i32, Stat)> {
+            chunk
+                .iter()
+                .filter_map(|pid| match self.stat(*pid) {
+                    Ok(Some(stat)) if stat.pgrp == id || stat.session == id => Some((*pid, stat)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(SCAN_THREADS);
+        if threads < 2 || pids.len() < SCAN_SPLIT_ABOVE {
+            return Ok(scan(&pids));
         }
-        Ok(found)
+        let chunk = pids.len().div_ceil(threads);
+        Ok(std::thread::scope(|scope| {
+            let handles: Vec<_> = pids
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || scan(part)))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        }))
     }
 }
+
+/// At most this many threads read `/proc` in [`Procfs::members_of`].
+pub const SCAN_THREADS: usize = 4;
+/// Below this many processes one thread reads `/proc` faster than several.
+const SCAN_SPLIT_ABOVE: usize = 512;
 
 fn bad_data(path: PathBuf, what: &str) -> io::Error {
     io::Error::new(
