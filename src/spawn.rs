@@ -337,16 +337,41 @@ pub fn stop_group(
         } else {
             deadline
         };
-        let mut pause = Duration::from_millis(1);
-        while pinned.iter().any(|p| !p.has_exited(procfs)) && Instant::now() < round_end {
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
+        wait_all_exited(procfs, &pinned, round_end);
         // A child forked meanwhile inherits its parent's group: when every
         // group seen is empty now, nobody is left and another scan of all
         // of /proc (the costly part) is not needed.
         if !killing && pinned.iter().all(|p| p.has_exited(procfs)) && groups_empty(&pinned) {
             return Ok(report);
+        }
+    }
+}
+
+/// Waits until every pinned process has exited, or `until`. Pidfds are
+/// polled together, so the wait ends the moment the last one exits;
+/// processes without one (no pidfd support) are looked at every few ms.
+fn wait_all_exited(procfs: &Procfs, pinned: &[Pinned], until: Instant) {
+    loop {
+        let left: Vec<&Pinned> = pinned.iter().filter(|p| !p.has_exited(procfs)).collect();
+        let now = Instant::now();
+        if left.is_empty() || now >= until {
+            return;
+        }
+        let mut fds: Vec<PollFd<'_>> = left
+            .iter()
+            .filter_map(|p| p.fd.as_ref())
+            .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        let unpinned = fds.len() < left.len();
+        let mut wait = until - now;
+        if unpinned {
+            wait = wait.min(Duration::from_millis(5));
+        }
+        let millis = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
+        if fds.is_empty() {
+            std::thread::sleep(Duration::from_millis(u64::from(millis)));
+        } else {
+            let _ = poll(&mut fds, PollTimeout::from(millis));
         }
     }
 }
