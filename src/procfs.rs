@@ -1,5 +1,6 @@
 //! Reading processes: `kill(pid, 0)` and `/proc/<pid>/stat` (see proc(5)).
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -152,14 +153,19 @@ impl Procfs {
         })
     }
 
-    /// The PIDs of every process whose process group or session is `id`,
-    /// with their stat. Reads all of `/proc`: for stopping survivors only,
-    /// never in a routine pass. With thousands of processes that is the
-    /// costly step of a restart (the kernel formats each stat file), so the
+    /// The PIDs of the processes whose process group or session is `id`,
+    /// with their stat, among the PIDs of `/proc` not in `seen`; every PID
+    /// listed is added to `seen`, so that a second call reads only the
+    /// processes created since. For stopping survivors only, never in a
+    /// routine pass: with thousands of processes, reading every stat file is
+    /// the costly step of a restart (the kernel formats each one), so the
     /// reading is shared among up to [`SCAN_THREADS`] threads.
-    pub fn members_of(&self, id: i32) -> io::Result<Vec<(i32, Stat)>> {
+    ///
+    /// Errors: `/proc` cannot be listed.
+    pub fn members_of(&self, id: i32, seen: &mut HashSet<i32>) -> io::Result<Vec<(i32, Stat)>> {
         let pids: Vec<i32> = fs::read_dir(&self.root)?
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|pid| seen.insert(*pid))
             .collect();
         let scan = |chunk: &[i32]| -> Vec<(i32, Stat)> {
             chunk

@@ -199,8 +199,6 @@ pub fn wait_for_pidfile(
 /// A process pinned by a pidfd after its identity was checked.
 struct Pinned {
     pid: i32,
-    /// Its process group when it was pinned.
-    pgrp: i32,
     fd: Option<OwnedFd>,
 }
 
@@ -215,11 +213,7 @@ fn pin(procfs: &Procfs, pid: i32, start_ticks: u64) -> Option<Pinned> {
         Err(_) => return None,
     };
     match procfs.stat(pid) {
-        Ok(Some(stat)) if stat.start_ticks == start_ticks => Some(Pinned {
-            pid,
-            pgrp: stat.pgrp,
-            fd,
-        }),
+        Ok(Some(stat)) if stat.start_ticks == start_ticks => Some(Pinned { pid, fd }),
         _ => None,
     }
 }
@@ -267,19 +261,22 @@ pub struct StopReport {
 const KILL_ROUNDS: u32 = 5;
 
 /// Stops every process in the session or process group `leader`: SIGTERM,
-/// up to `timeout` for them to exit, then SIGKILL. `/proc` is scanned again
-/// after each round, so children forked meanwhile are stopped too; it ends
-/// when a scan finds nobody left.
+/// up to `timeout` for them to exit, then SIGKILL. `/proc` is looked at
+/// again after each round, so children forked meanwhile are stopped too; it
+/// ends when every process found has exited and no new one is there. Only
+/// the first look reads every process; the later ones read only PIDs not
+/// seen before.
 ///
 /// Which id is safe to stop: the kernel does not reuse a PID while it names
 /// a live session or group, so while members are alive, every member is the
 /// worker's. The caller passes `started_by`, the moment (clock ticks after
-/// boot, see [`Procfs::now_ticks`]) it saw the leader gone or a zombie: in the
-/// first scan only processes started by then count, so that a new session
-/// that took the freed PID since is never hit; once such members are found,
-/// the id is the worker's and later scans take every member. `None` is for
-/// ids the caller owns (a wrapper it started and has not reaped). pidwatch
-/// itself, PID 1 and processes that cannot be pinned are never signalled.
+/// boot, see [`Procfs::now_ticks`]) it saw the leader gone or a zombie: only
+/// when the first look finds members started by then is the id the
+/// worker's, and nothing is signalled otherwise; that way a new session that
+/// took the freed PID since is never hit. Once the id is known to be the
+/// worker's, every member counts. `None` is for ids the caller owns (a
+/// wrapper it started and has not reaped). pidwatch itself, PID 1 and
+/// processes that cannot be pinned are never signalled.
 ///
 /// Errors: `/proc` cannot be listed.
 pub fn stop_group(
@@ -294,56 +291,65 @@ pub fn stop_group(
         return Ok(report);
     }
     let deadline = Instant::now() + timeout;
-    let mut limit = started_by;
+    let mut seen = std::collections::HashSet::new();
+    let mut stopping: Vec<Pinned> = Vec::new();
+    let mut held_back: Vec<(i32, crate::procfs::Stat)> = Vec::new();
+    let mut first = true;
     let mut kill_rounds = 0;
     loop {
-        let pinned: Vec<Pinned> = procfs
-            .members_of(leader)?
+        let mut found: Vec<(i32, crate::procfs::Stat)> = procfs
+            .members_of(leader, &mut seen)?
             .into_iter()
-            .filter(|(pid, stat)| {
-                *pid > 1
-                    && *pid != me
-                    && !matches!(stat.state, 'Z' | 'X')
-                    && limit.is_none_or(|by| stat.start_ticks <= by)
-            })
+            .filter(|(pid, stat)| *pid > 1 && *pid != me && !matches!(stat.state, 'Z' | 'X'))
+            .collect();
+        if first {
+            first = false;
+            let (early, late): (Vec<_>, Vec<_>) = found
+                .into_iter()
+                .partition(|(_, stat)| started_by.is_none_or(|by| stat.start_ticks <= by));
+            if early.is_empty() {
+                return Ok(report);
+            }
+            found = early;
+            held_back = late;
+        } else {
+            found.append(&mut held_back);
+        }
+        let fresh: Vec<Pinned> = found
+            .into_iter()
             .filter_map(|(pid, stat)| pin(procfs, pid, stat.start_ticks))
             .collect();
-        if pinned.is_empty() {
+        if fresh.is_empty() && stopping.iter().all(|p| p.has_exited(procfs)) {
             return Ok(report);
         }
-        limit = None;
         let killing = Instant::now() >= deadline;
-        for p in &pinned {
-            if killing {
-                p.signal(nix::sys::signal::Signal::SIGKILL);
-                if !report.killed.contains(&p.pid) {
-                    report.killed.push(p.pid);
-                }
-            } else if !report.terminated.contains(&p.pid) {
+        for p in &fresh {
+            if !killing {
                 p.signal(nix::sys::signal::Signal::SIGTERM);
                 report.terminated.push(p.pid);
             }
         }
+        stopping.extend(fresh);
         if killing {
+            for p in stopping.iter().filter(|p| !p.has_exited(procfs)) {
+                p.signal(nix::sys::signal::Signal::SIGKILL);
+                if !report.killed.contains(&p.pid) {
+                    report.killed.push(p.pid);
+                }
+            }
             kill_rounds += 1;
             if kill_rounds >= KILL_ROUNDS {
                 return Ok(report);
             }
         }
-        // Wait for this round's processes, up to the deadline (or a short
-        // while after SIGKILL), then scan again.
+        // Wait for them, up to the deadline (or a short while after SIGKILL),
+        // then look for processes forked meanwhile.
         let round_end = if killing {
             Instant::now() + Duration::from_millis(200)
         } else {
             deadline
         };
-        wait_all_exited(procfs, &pinned, round_end);
-        // A child forked meanwhile inherits its parent's group: when every
-        // group seen is empty now, nobody is left and another scan of all
-        // of /proc (the costly part) is not needed.
-        if !killing && pinned.iter().all(|p| p.has_exited(procfs)) && groups_empty(&pinned) {
-            return Ok(report);
-        }
+        wait_all_exited(procfs, &stopping, round_end);
     }
 }
 
@@ -374,15 +380,6 @@ fn wait_all_exited(procfs: &Procfs, pinned: &[Pinned], until: Instant) {
             let _ = poll(&mut fds, PollTimeout::from(millis));
         }
     }
-}
-
-/// Whether no process is left in any of the process groups of `pinned`.
-/// `kill(-pgid, 0)` only asks; it delivers nothing.
-fn groups_empty(pinned: &[Pinned]) -> bool {
-    let groups: std::collections::BTreeSet<i32> = pinned.iter().map(|p| p.pgrp).collect();
-    groups
-        .into_iter()
-        .all(|g| g > 1 && nix::sys::signal::kill(Pid::from_raw(-g), None) == Err(Errno::ESRCH))
 }
 
 /// The work dir of a worker: the project root for stream `main`, else
