@@ -12,9 +12,10 @@
 //! - a **timer** (the wait's timeout): the `--interval` sweep over every
 //!   worker and the task DB, the end of a backoff, the systemd watchdog.
 //!
-//! A pass is always observe → decide → act; an event pass covers only the
-//! workers concerned (and their dependencies), so its cost does not grow
-//! with the number of workers.
+//! A pass is always observe → decide → act. An event pass observes only
+//! the workers concerned (and what they depend on), so its `/proc` and PID
+//! file reads do not grow with the number of workers; it reads the task DB
+//! whole, once (a few milliseconds at a thousand streams).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
