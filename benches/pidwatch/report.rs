@@ -1,0 +1,706 @@
+//! The Markdown report: tables per section, the targets with their
+//! verdicts, and what explains a miss.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::check_cost::{CheckCost, CheckRow, Profile, ReadCosts};
+use crate::latency::{Breakdown, FloorRow, KillRun, Steps};
+use crate::machine::Machine;
+use crate::monit;
+use crate::pidwatch_phase::{self, Footprint, PidwatchPhase};
+use crate::procs::Load;
+use crate::stats::{self, Percentiles};
+use crate::{BenchResult, Plan, REPRODUCE, Results, SizeResults};
+
+/// a: the most a check may cost per worker at 1,000 workers.
+pub(crate) const CHECK_TARGET: Duration = Duration::from_micros(20);
+/// a: the worker count of that target.
+pub(crate) const CHECK_TARGET_WORKERS: usize = 1_000;
+/// b: the largest p99 restart latency at 1,000 workers.
+pub(crate) const P99_TARGET: Duration = Duration::from_millis(50);
+/// c: how many times lower than monit's pidwatch's median must be.
+pub(crate) const RATIO_TARGET: f64 = 20.0;
+/// d: the most idle CPU, percent of one core.
+pub(crate) const CPU_TARGET_PERCENT: f64 = 0.1;
+/// d: the most peak RSS, KiB.
+pub(crate) const RSS_TARGET_KIB: u64 = 16 * 1024;
+
+/// The machine and programs, as a table.
+pub(crate) fn machine_section(m: &Machine, results: &Results) -> String {
+    let mut s = String::from("## Machine\n\n| | |\n|---|---|\n");
+    let _ = writeln!(s, "| CPU | {} cores available, {} |", m.cores, m.cpu);
+    let _ = writeln!(s, "| Kernel | {} |", m.kernel);
+    let _ = writeln!(s, "| Memory | {:.1} GiB |", m.memory_gib);
+    let _ = writeln!(s, "| pidwatch | {}, release profile |", m.pidwatch);
+    if let Some(v) = &results.monit_version {
+        let _ = writeln!(s, "| monit | {v} |");
+    }
+    let _ = writeln!(s, "| rustc | {} |", m.rustc);
+    let _ = writeln!(
+        s,
+        "| Load before the run | {:.0} % of all cores busy, {:.0} % stolen by the hypervisor (over {} s) |",
+        results.load_before.busy_percent,
+        results.load_before.steal_percent,
+        crate::QUIET_SAMPLE.as_secs()
+    );
+    s
+}
+
+/// a, as a table.
+pub(crate) fn check_section(cost: &BenchResult<CheckCost>) -> String {
+    let mut s = String::from("## a. Check cost\n\n");
+    let (rows, profile, reads) = match cost {
+        Ok(cost) => (&cost.rows, &cost.profile, &cost.reads),
+        Err(e) => return failed(s, e),
+    };
+    s.push_str(
+        "`pidwatch check --json`, wall time from spawn to exit (process start, opening the \
+         databases, every PID file and `/proc/<pid>/stat`, the JSON on a pipe), median of the \
+         timed runs after one untimed warm-up.\n\n\
+         | workers | live | dead | runs | median per check | per worker | fastest – slowest |\n\
+         |---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} – {} |",
+            thousands(r.workers),
+            thousands(r.live),
+            thousands(r.dead),
+            r.runs,
+            stats::show(r.median),
+            micros(r.per_worker()),
+            stats::show(r.min),
+            stats::show(r.max)
+        );
+    }
+    if let Some(slope) = marginal(rows, 100, 1_000) {
+        let _ = writeln!(
+            s,
+            "\nMarginal cost of a live worker (100 → 1,000 workers): {} per worker; the rest \
+             of a check is the fixed cost of a run ({} at 10 workers).",
+            micros(slope),
+            rows.iter()
+                .find(|r| r.workers == 10)
+                .map_or("-".into(), |r| stats::show(r.median))
+        );
+    }
+    if let Some(p) = profile {
+        s.push('\n');
+        s.push_str(&profile_line(p));
+    }
+    if let Some(r) = reads {
+        s.push('\n');
+        s.push_str(&reads_table(r));
+    }
+    s
+}
+
+/// pidwatch's file readers against the leanest reads of the same facts.
+fn reads_table(r: &ReadCosts) -> String {
+    format!(
+        "Reading one worker's files, per worker over the {} live workers (median of rounds), \
+         pidwatch's readers against the fewest system calls that get the same facts:\n\n\
+         | file | pidwatch | leanest | difference |\n|---|---:|---:|---:|\n\
+         | `/proc/<pid>/stat` | `Procfs::stat` {} | `open`, one `read(2)`, `close`: {} | {} |\n\
+         | PID file | `pidfile::read` {} | `open`, one `fstat`, one `read(2)`, `close`: {} | {} |\n\
+         | liveness probe | `kill(pid, 0)` {} | none (the stat read tells) | {} |\n",
+        thousands(r.workers),
+        micros(r.stat),
+        micros(r.stat_one_read),
+        micros(r.stat.saturating_sub(r.stat_one_read)),
+        micros(r.pidfile),
+        micros(r.pidfile_one_read),
+        micros(r.pidfile.saturating_sub(r.pidfile_one_read)),
+        micros(r.kill_probe),
+        micros(r.kill_probe)
+    )
+}
+
+/// The system calls of one check, per worker.
+fn profile_line(p: &Profile) -> String {
+    let per = |n: u64| n as f64 / p.workers as f64;
+    let top: Vec<String> = p
+        .calls
+        .iter()
+        .take(6)
+        .map(|(name, n)| format!("{name} {:.1}", per(*n)))
+        .collect();
+    format!(
+        "One check at {} workers under `strace -c -f`: {} system calls, {:.1} per worker \
+         ({}, per worker).\n",
+        thousands(p.workers),
+        thousands(p.total as usize),
+        per(p.total),
+        top.join(", ")
+    )
+}
+
+/// The median cost of one more worker between two sizes.
+pub(crate) fn marginal(rows: &[CheckRow], from: usize, to: usize) -> Option<Duration> {
+    if to <= from {
+        return None;
+    }
+    let a = rows.iter().find(|r| r.workers == from)?;
+    let b = rows.iter().find(|r| r.workers == to)?;
+    Some(b.median.saturating_sub(a.median) / (to - from) as u32)
+}
+
+/// The wrapper's start time, as a table.
+pub(crate) fn floor_section(rows: &BenchResult<Vec<FloorRow>>) -> String {
+    let mut s = String::from("### The wrapper's own start time\n\n");
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => return failed(s, e),
+    };
+    s.push_str(
+        "`worker-wrapper.sh` started alone, as pidwatch starts it (a new session), from spawn \
+         to its PID file naming it; `logs/` holds other workers' logs, as it does with that \
+         many workers running. Every restart, by pidwatch or monit, pays this.\n\n\
+         | other logs in `logs/` | runs | median | fastest |\n|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            thousands(r.logs),
+            r.runs,
+            stats::show(r.median),
+            stats::show(r.min)
+        );
+    }
+    s
+}
+
+/// One worker count of b, c and d, for the console.
+pub(crate) fn size_section(size: &BenchResult<SizeResults>) -> String {
+    let size = match size {
+        Ok(size) => size,
+        Err(e) => return failed(String::from("### A worker count\n\n"), e),
+    };
+    let mut s = format!("### {} running workers\n\n", thousands(size.workers));
+    s.push_str(LATENCY_HEADER);
+    if let Some(p) = &size.pidwatch {
+        s.push_str(&latency_row(
+            "pidwatch",
+            size.workers,
+            p.as_ref().map(|p| &p.kills),
+        ));
+    }
+    if let Some(m) = &size.monit {
+        s.push_str(&latency_row(
+            "monit",
+            size.workers,
+            m.as_ref().map(|m| &m.kills),
+        ));
+    }
+    if let Some(ratio) = ratio(size) {
+        let _ = writeln!(s, "\nmonit's median / pidwatch's median: {ratio:.1}×");
+    }
+    if let Some(Ok(p)) = &size.pidwatch
+        && let Some(f) = &p.footprint
+    {
+        s.push('\n');
+        s.push_str(&footprint_table(f, p));
+    }
+    s
+}
+
+const LATENCY_HEADER: &str = "| monitor | workers | kills | p50 | p95 | p99 | max | timed out |\n\
+                              |---|---:|---:|---:|---:|---:|---:|---:|\n";
+
+fn latency_row(monitor: &str, workers: usize, kills: Result<&KillRun, &String>) -> String {
+    match kills {
+        Err(e) => format!(
+            "| {monitor} | {} | failed: {} |||||| \n",
+            thousands(workers),
+            one_line(e)
+        ),
+        Ok(run) => {
+            let lat = run.latencies();
+            let show = |f: fn(&Percentiles) -> Duration| {
+                Percentiles::of(&lat).map_or("-".into(), |p| stats::show(f(&p)))
+            };
+            format!(
+                "| {monitor} | {} | {} | {} | {} | {} | {} | {} |\n",
+                thousands(workers),
+                run.kills.len(),
+                show(|p| p.p50),
+                show(|p| p.p95),
+                show(|p| p.p99),
+                show(|p| p.max),
+                run.timeouts()
+            )
+        }
+    }
+}
+
+/// monit's median over pidwatch's, when both ran.
+pub(crate) fn ratio(size: &SizeResults) -> Option<f64> {
+    let p = stats::median(&size.pidwatch.as_ref()?.as_ref().ok()?.kills.latencies())?;
+    let m = stats::median(&size.monit.as_ref()?.as_ref().ok()?.kills.latencies())?;
+    Some(m.as_secs_f64() / p.as_secs_f64())
+}
+
+fn footprint_table(f: &Footprint, p: &PidwatchPhase) -> String {
+    format!(
+        "| workers | window | CPU (utime+stime) | CPU (schedstat) | VmHWM idle | VmRSS idle | VmHWM after the kills | machine busy / bench / steal |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n\
+         | {} | {:.0} s | {} ticks = {:.3} % of a core | {:.3} % of a core | {} | {} | {} | {} |\n",
+        thousands(f.workers),
+        f.window.as_secs_f64(),
+        f.ticks,
+        f.cpu_percent,
+        f.sched_percent,
+        mib(f.hwm_kib),
+        mib(f.rss_kib),
+        mib(p.hwm_after_kills_kib),
+        load(&f.load)
+    )
+}
+
+/// The whole of `RESULTS.md`.
+pub(crate) fn document(machine: &Machine, plan: &Plan, results: &Results) -> String {
+    let mut s = String::from("# pidwatch benchmarks\n\n");
+    let kind = if plan.quick {
+        "A quick smoke run (`PIDWATCH_BENCH_QUICK=1`): small sizes, few kills; not the committed results."
+    } else {
+        "A full run."
+    };
+    let _ = writeln!(
+        s,
+        "{kind} Written by `{REPRODUCE}` on {}, in {:.0} s. Reproduce with `{REPRODUCE}` \
+         (all four sections; `-- check latency monit footprint` picks some); \
+         `PIDWATCH_BENCH_QUICK=1 {REPRODUCE}` is the smoke run.\n",
+        chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
+        results.elapsed.as_secs_f64()
+    );
+    s.push_str(&machine_section(machine, results));
+    s.push('\n');
+    s.push_str(&targets_section(plan, results));
+    s.push('\n');
+    if let Some(cost) = &results.check {
+        s.push_str(&check_section(cost));
+        s.push('\n');
+    }
+    s.push_str(&latency_section(plan, results));
+    s.push_str(&monit_section(results));
+    s.push_str(&footprint_section(plan, results));
+    s.push_str(&crate::analysis::section(plan, results));
+    s.push_str(&health_section(results));
+    s.push_str(&method_section(plan));
+    s
+}
+
+/// The targets of the issue and how this run fared.
+pub(crate) fn targets_section(plan: &Plan, results: &Results) -> String {
+    let mut s = String::from("## Targets\n\n| target | measured | verdict |\n|---|---|---|\n");
+    let big = plan.latency_sizes.iter().copied().max().unwrap_or(0);
+    if let Some(Ok(cost)) = &results.check
+        && let Some(r) = cost
+            .rows
+            .iter()
+            .filter(|r| r.workers <= CHECK_TARGET_WORKERS)
+            .max_by_key(|r| r.workers)
+    {
+        let got = r.per_worker();
+        let _ = writeln!(
+            s,
+            "| a. check ≤ {} per worker at {} workers | {} per worker at {} | {} |",
+            micros(CHECK_TARGET),
+            thousands(CHECK_TARGET_WORKERS),
+            micros(got),
+            thousands(r.workers),
+            verdict_at_most(got.as_secs_f64(), CHECK_TARGET.as_secs_f64(), |v| micros(
+                Duration::from_secs_f64(v)
+            ))
+        );
+    }
+    if let Some(size) = size_result(results, big) {
+        if let Some(Ok(p)) = &size.pidwatch
+            && let Some(pc) = Percentiles::of(&p.kills.latencies())
+        {
+            let _ = writeln!(
+                s,
+                "| b. restart latency p99 ≤ {} at 1,000 workers | p99 {} at {} | {} |",
+                stats::show(P99_TARGET),
+                stats::show(pc.p99),
+                thousands(big),
+                verdict_at_most(pc.p99.as_secs_f64(), P99_TARGET.as_secs_f64(), |v| {
+                    stats::show(Duration::from_secs_f64(v))
+                })
+            );
+        }
+        if let Some(r) = ratio(size) {
+            let verdict = if r >= RATIO_TARGET {
+                "met".to_string()
+            } else {
+                format!(
+                    "missed: {:.1}× short ({:.0} % of the target)",
+                    RATIO_TARGET - r,
+                    r / RATIO_TARGET * 100.0
+                )
+            };
+            let _ = writeln!(
+                s,
+                "| c. median ≥ {RATIO_TARGET:.0}× lower than monit's | {r:.1}× at {} | {verdict} |",
+                thousands(big)
+            );
+        }
+    }
+    if let Some(p) = footprint_phase(plan, results)
+        && let Some(f) = &p.footprint
+    {
+        let _ = writeln!(
+            s,
+            "| d. idle CPU ≤ {CPU_TARGET_PERCENT} % of a core | {:.3} % at {} | {} |",
+            f.cpu_percent,
+            thousands(f.workers),
+            verdict_at_most(f.cpu_percent, CPU_TARGET_PERCENT, |v| format!(
+                "{v:.3} % of a core"
+            ))
+        );
+        let peak = f.hwm_kib.max(p.hwm_after_kills_kib);
+        let _ = writeln!(
+            s,
+            "| d. peak RSS ≤ {} | VmHWM {} at {} | {} |",
+            mib(RSS_TARGET_KIB),
+            mib(peak),
+            thousands(f.workers),
+            verdict_at_most(peak as f64, RSS_TARGET_KIB as f64, |v| mib(v as u64))
+        );
+    }
+    s
+}
+
+fn verdict_at_most(got: f64, target: f64, show: impl Fn(f64) -> String) -> String {
+    if got <= target {
+        "met".into()
+    } else {
+        format!(
+            "missed by {} ({:.0} % over)",
+            show(got - target),
+            (got / target - 1.0) * 100.0
+        )
+    }
+}
+
+fn size_result(results: &Results, workers: usize) -> Option<&SizeResults> {
+    results
+        .sizes
+        .iter()
+        .filter_map(|s| s.as_ref().ok())
+        .find(|s| s.workers == workers)
+}
+
+pub(crate) fn footprint_phase<'a>(plan: &Plan, results: &'a Results) -> Option<&'a PidwatchPhase> {
+    size_result(results, plan.footprint_size)?
+        .pidwatch
+        .as_ref()?
+        .as_ref()
+        .ok()
+}
+
+fn latency_section(plan: &Plan, results: &Results) -> String {
+    let mut s = String::from("## b. Detection-to-respawn latency under pidwatch\n\n");
+    let _ = writeln!(
+        s,
+        "`pidwatch run --auto-restart --interval {} --restart-delay 0 --max-restarts 1000000 \
+         --worker-command '{}' -q` over running workers; a random worker's wrapper is \
+         SIGKILLed, and the time runs until its PID file names another live process (polled \
+         every {} µs). {} timed kills per size after {} untimed ones, a random {}–{} ms apart.\n",
+        pidwatch_phase::INTERVAL_SECONDS,
+        crate::fixture::WORKER_COMMAND,
+        crate::latency::POLL.as_micros(),
+        plan.pidwatch_kills,
+        plan.warmup,
+        pidwatch_phase::PAUSE_LOW.as_millis(),
+        (pidwatch_phase::PAUSE_LOW + pidwatch_phase::PAUSE_SPAN).as_millis()
+    );
+    s.push_str(LATENCY_HEADER);
+    for size in &results.sizes {
+        match size {
+            Ok(size) => {
+                if let Some(p) = &size.pidwatch {
+                    s.push_str(&latency_row(
+                        "pidwatch",
+                        size.workers,
+                        p.as_ref().map(|p| &p.kills),
+                    ));
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(s, "| pidwatch | ? | failed: {} |||||| ", one_line(e));
+            }
+        }
+    }
+    s.push_str(
+        "\nWhere the time goes, medians per step, from the timestamps pidwatch writes to \
+         `monitor.log` (µs resolution) against the bench's clock:\n\n\
+         | workers | kill → `Restarting worker` (pidfd wake-up, observe, decide) | → `Stopped survivors` (observe again, count the attempt, list the session in /proc, SIGTERM, wait) | → new PID file (work dir, fork+exec, the wrapper) |\n\
+         |---:|---:|---:|---:|\n",
+    );
+    for size in results.sizes.iter().filter_map(|s| s.as_ref().ok()) {
+        if let Some(Ok(p)) = &size.pidwatch {
+            s.push_str(&breakdown_row(size.workers, &p.breakdown));
+        }
+    }
+    s.push('\n');
+    if let Some(rows) = &results.floor {
+        s.push_str(&floor_section(rows));
+        s.push('\n');
+    }
+    s
+}
+
+fn breakdown_row(workers: usize, b: &Breakdown) -> String {
+    let med = |step: fn(&Steps) -> Duration| b.median(step).map_or("-".into(), stats::show);
+    format!(
+        "| {} | {} | {} | {} |\n",
+        thousands(workers),
+        med(|s| s.detect),
+        med(|s| s.survivors),
+        med(|s| s.spawn)
+    )
+}
+
+fn monit_section(results: &Results) -> String {
+    let mut s = String::from("## c. The same latency under monit\n\n");
+    let _ = writeln!(
+        s,
+        "monit in the foreground (`monit -c <monitrc> -I`), `set daemon {}` (its shortest \
+         cycle), one `check process <id> with pidfile <pid file>` per worker whose `start \
+         program` is `setsid -f worker-wrapper.sh <same arguments> -- sh -c '{}'`. (monit \
+         waits for a start program to exit, up to its 30 s program timeout, then kills it and \
+         calls the start failed; with the wrapper itself as start program, which runs until its \
+         worker ends, every restart stalled monit's whole cycle for 30 s on this machine. \
+         `setsid -f` forks, starts a new session and execs the wrapper, and returns at once; \
+         the wrapper, orphaned, is reaped by the bench.) It ran on \
+         the same machine and the same running workers right after pidwatch was stopped \
+         (one after the other, not at once). The bench SIGKILLs the survivors monit leaves in \
+         the old session after each respawn, outside the timed span. Kills are a random \
+         {}–{} ms apart: a uniformly random phase of monit's cycle, as a real death has.\n",
+        monit::CYCLE_SECONDS,
+        crate::fixture::WORKER_COMMAND,
+        monit::PAUSE_LOW.as_millis(),
+        thousands(
+            (monit::PAUSE_LOW.as_millis() + u128::from(monit::CYCLE_SECONDS) * 1000) as usize
+        )
+    );
+    s.push_str(LATENCY_HEADER);
+    for size in results.sizes.iter().filter_map(|s| s.as_ref().ok()) {
+        if let Some(p) = &size.pidwatch {
+            s.push_str(&latency_row(
+                "pidwatch",
+                size.workers,
+                p.as_ref().map(|p| &p.kills),
+            ));
+        }
+        if let Some(m) = &size.monit {
+            s.push_str(&latency_row(
+                "monit",
+                size.workers,
+                m.as_ref().map(|m| &m.kills),
+            ));
+        }
+    }
+    s.push_str("\n| workers | monit's median / pidwatch's median |\n|---:|---:|\n");
+    for size in results.sizes.iter().filter_map(|s| s.as_ref().ok()) {
+        if let Some(r) = ratio(size) {
+            let _ = writeln!(s, "| {} | {r:.1}× |", thousands(size.workers));
+        }
+    }
+    s.push('\n');
+    s
+}
+
+fn footprint_section(plan: &Plan, results: &Results) -> String {
+    let mut s = String::from("## d. The monitor's own cost\n\n");
+    let Some(p) = footprint_phase(plan, results) else {
+        s.push_str("Not measured in this run.\n\n");
+        return s;
+    };
+    let Some(f) = &p.footprint else {
+        s.push_str("Not measured in this run.\n\n");
+        return s;
+    };
+    let _ = writeln!(
+        s,
+        "`pidwatch run` over {} running workers, nothing dying: CPU from `/proc/<pid>/stat` \
+         (utime+stime, {} ticks a second) and `/proc/<pid>/schedstat` over {:.0} s, starting \
+         {} s after its first sweep; VmHWM and VmRSS from `/proc/<pid>/status` at the end of \
+         the window, and VmHWM again after the {} kills of b. With `--interval {}` the window \
+         holds two sweeps.\n",
+        thousands(f.workers),
+        crate::procs::ticks_per_second(),
+        f.window.as_secs_f64(),
+        pidwatch_phase::SETTLE.as_secs(),
+        p.kills.kills.len(),
+        pidwatch_phase::INTERVAL_SECONDS
+    );
+    s.push_str(&footprint_table(f, p));
+    s.push('\n');
+    s
+}
+
+/// Whether each monitor did what it should, besides being fast.
+fn health_section(results: &Results) -> String {
+    let mut s = String::from(
+        "## Sanity checks\n\n\
+         The machine's load is over the timed kills, in percent of all its cores: everything \
+         busy (the monitor, the wrapper, the bench, anything else), of which the bench's own \
+         polling, and the time the hypervisor stole.\n\n\
+         | workers | monitor | respawns logged (incl. warm-up) | timed kills | survivors left in the old session | open fds before → after the kills | `[ERROR]` lines | exit on SIGTERM | monitor's CPU during the kills (one core) | machine busy / bench / steal |\n\
+         |---:|---|---:|---:|---:|---:|---:|---|---:|---:|\n",
+    );
+    for size in results.sizes.iter().filter_map(|s| s.as_ref().ok()) {
+        let w = thousands(size.workers);
+        match &size.pidwatch {
+            Some(Ok(p)) => {
+                let _ = writeln!(
+                    s,
+                    "| {w} | pidwatch | {} | {} | {} | {} → {} | {} | {} | {:.1} % | {} |",
+                    p.restarts_logged,
+                    p.kills.kills.len(),
+                    p.kills.with_survivors(),
+                    p.fds.0,
+                    p.fds.1,
+                    p.errors.len(),
+                    p.exit,
+                    p.kills.load.monitor_core_percent,
+                    load(&p.kills.load)
+                );
+            }
+            Some(Err(e)) => {
+                let _ = writeln!(s, "| {w} | pidwatch | failed: {} |||||| ", one_line(e));
+            }
+            None => {}
+        }
+        match &size.monit {
+            Some(Ok(m)) => {
+                let _ = writeln!(
+                    s,
+                    "| {w} | monit | {} | {} | {} (killed by the bench) | - | - | {} | {:.1} % | {} |",
+                    m.restarts_logged,
+                    m.kills.kills.len(),
+                    m.kills.with_survivors(),
+                    m.exit,
+                    m.kills.load.monitor_core_percent,
+                    load(&m.kills.load)
+                );
+            }
+            Some(Err(e)) => {
+                let _ = writeln!(s, "| {w} | monit | failed: {} |||||| ", one_line(e));
+            }
+            None => {}
+        }
+    }
+    for p in results
+        .sizes
+        .iter()
+        .filter_map(|s| s.as_ref().ok()?.pidwatch.as_ref()?.as_ref().ok())
+    {
+        for line in p.errors.iter().take(5) {
+            let _ = writeln!(s, "\n    {line}");
+        }
+    }
+    s.push('\n');
+    s
+}
+
+fn method_section(plan: &Plan) -> String {
+    format!(
+        "## Method\n\n\
+         - Workers are real: each is `worker-wrapper.sh` (the wrapper pidwatch carries) running \
+           `sh -c '{cmd}'` in a session of its own, with a PID file in `pids/`, a stream with \
+           one task in progress in a real Task Copilot DB, and a work dir under \
+           `.claude/worktrees/`. Everything lives in a temp dir under /tmp, removed at the end.\n\
+         - \"Killed\" is SIGKILL to the PID in the PID file (the wrapper); \"back\" is the PID \
+           file existing, parsing, naming another PID, and that PID being neither zombie nor \
+           dead in `/proc/<pid>/stat`. Victims are drawn at random (seeded SplitMix64); one \
+           respawn is awaited before the next kill.\n\
+         - The bench deletes the workers' logs before each kill, for both monitors alike: \
+           `logs/` then holds `monitor.log` and at most one or two worker logs, so that what \
+           is timed is the monitor and not what the wrapper does with a full `logs/`; the \
+           wrapper's start with many logs is measured on its own (table in b).\n\
+         - The bench is a child subreaper: every orphan (a killed wrapper's worker, a wrapper \
+           started by `setsid -f`) is adopted and reaped by it at once, so no zombie lingers \
+           for a monitor to take for alive, whatever PID 1 does; at the end, pass or fail, it SIGKILLs all its descendants.\n\
+         - The machine-load figures (sanity checks) come from `/proc/stat` and \
+           `/proc/<pid>/stat`, both sampled by clock ticks: approximate.\n\
+         - The environment is scrubbed of `PIDWATCH_*`, `WORKSPACE_ID`, `JOURNAL_STREAM`, \
+           `NOTIFY_SOCKET`, `WATCHDOG_*` and `LISTEN_*` before anything starts.\n\
+         - Medians, not single runs: the machine's cores are shared, so single times wander. \
+           Before each timed section the bench waits (up to {quiet} s) for a second in which \
+           the machine is less than {busy:.0} % busy, so as not to start in the middle of someone \
+           else's build.\n\
+         - Sizes of this run: check at {check:?} workers ({runs} timed runs each, at most \
+           {live} live); latency at {lat:?} running workers, {pk} kills under pidwatch and {mk} \
+           under monit per size; idle window {idle} s at {fp} workers.\n",
+        cmd = crate::fixture::WORKER_COMMAND,
+        check = plan.check_sizes,
+        runs = plan.check_runs,
+        live = plan.max_live,
+        lat = plan.latency_sizes,
+        pk = plan.pidwatch_kills,
+        mk = plan.monit_kills,
+        idle = plan.idle_window.as_secs(),
+        fp = plan.footprint_size,
+        quiet = crate::procs::QUIET_LIMIT.as_secs(),
+        busy = crate::procs::QUIET_BUSY_PERCENT,
+    )
+}
+
+/// Whether every section that ran succeeded.
+pub(crate) fn all_passed(results: &Results) -> bool {
+    let check = results.check.as_ref().is_none_or(Result::is_ok);
+    let floor = results.floor.as_ref().is_none_or(Result::is_ok);
+    let sizes = results.sizes.iter().all(|s| {
+        s.as_ref().is_ok_and(|s| {
+            s.pidwatch.as_ref().is_none_or(Result::is_ok)
+                && s.monit.as_ref().is_none_or(Result::is_ok)
+        })
+    });
+    check && floor && sizes
+}
+
+/// `34 % / 9 % / 2 %`: busy, the bench's share, steal.
+fn load(l: &Load) -> String {
+    format!(
+        "{:.0} % / {:.0} % / {:.0} %",
+        l.busy_percent, l.bench_percent, l.steal_percent
+    )
+}
+
+fn failed(mut s: String, e: &str) -> String {
+    let _ = writeln!(s, "**Failed:** {}\n", one_line(e));
+    s
+}
+
+fn one_line(e: &str) -> String {
+    e.replace(['\n', '|'], " ")
+}
+
+/// `12.3 µs`.
+pub(crate) fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+/// `5.2 MiB`.
+pub(crate) fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// `10,000`.
+pub(crate) fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
