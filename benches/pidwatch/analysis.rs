@@ -266,9 +266,16 @@ fn latency_analysis(
             thousands(big.workers)
         );
         fixes.push(
-            "finding the survivors without listing `/proc`: pidwatch could note the worker's \
-             process group (the wrapper's child, from `/proc/<wrapper>/task/<wrapper>/children`) \
-             when it arms the pidfd watch, and verify it again at restart",
+            "finding the survivors without reading every process's stat file. The kernel \
+             offers no list of a session's members; a list of a process's children \
+             (`/proc/<pid>/task/<tid>/children`) exists only with CONFIG_PROC_CHILDREN, which \
+             this kernel lacks, and is gone with a killed wrapper anyway. Ways that would: a \
+             cgroup per worker (`cgroup.procs` lists exactly its processes, `cgroup.kill` stops \
+             them at once; needs a delegated cgroup subtree, as systemd gives with \
+             `Delegate=yes`), or the wrapper publishing its worker's process group so that \
+             pidwatch pins the worker with a pidfd when it arms the watch and signals the \
+             group with `pidfd_send_signal(PIDFD_SIGNAL_PROCESS_GROUP)` (Linux 6.9), keeping \
+             the `/proc` scan as the fallback for processes that left the group",
         );
     }
     let p99 = |step: fn(&Steps) -> Duration| b.quantile(step, 0.99).map_or("-".into(), stats::show);
