@@ -4,15 +4,9 @@
 use std::fs;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-
 use crate::util::*;
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn kill9(pid: i32) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-}
 
 fn open_fds(pid: i32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
@@ -30,9 +24,7 @@ fn a_replaced_pid_file_is_seen_at_once_and_its_new_process_watched() {
         "--worker-command",
         WORKER,
     ]);
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     // Another live process takes over the PID file (written now, so it is
     // the worker): the monitor must watch it instead of the old one.
     let other = Proc::sleep();
@@ -66,9 +58,7 @@ fn without_pidfds_the_sweep_alone_sees_deaths_and_says_so_once() {
         ],
         &[("PIDWATCH_TEST_NO_PIDFD", "1")],
     );
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     // SIGKILL leaves the PID file as it was: no inotify event, no pidfd.
     kill9(wrapper);
     fx.reap(wrapper);
@@ -96,9 +86,7 @@ fn a_thousand_restarts_leak_no_descriptor() {
         "--worker-command",
         WORKER,
     ]);
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     let before = open_fds(monitor.pid);
     kill9(first);
     fx.reap(first);
@@ -146,9 +134,7 @@ fn a_failing_task_db_is_retried_with_backoff_not_in_a_busy_loop() {
         ],
         &[("NOTIFY_SOCKET", &socket)],
     );
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     kill9(wrapper);
     fx.reap(wrapper);
     let second = fx.wait_restarted("W", wrapper, LIMIT);

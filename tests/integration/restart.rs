@@ -18,10 +18,6 @@ fn one_worker() -> (Fixture, i32) {
     (fx, pid)
 }
 
-fn kill9(pid: i32) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-}
-
 /// The worker (the wrapper's child) of the wrapper `wrapper`.
 fn worker_of(wrapper: i32) -> i32 {
     let parent = wrapper.to_string();
@@ -423,9 +419,7 @@ fn the_monitor_restarts_at_once_without_waiting_for_the_sweep() {
         "--worker-command",
         WORKER,
     ]);
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     // A worker that exits on its own: the wrapper removes its PID file.
     let worker = worker_of(wrapper);
     kill9(worker);
@@ -456,9 +450,7 @@ fn the_cap_holds_across_a_monitor_restart() {
         WORKER,
     ];
     let mut monitor = fx.monitor(&args);
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     kill9(wrapper);
     fx.reap(wrapper);
     let second = fx.wait_restarted("W", wrapper, LIMIT);
@@ -486,9 +478,7 @@ fn the_cap_holds_across_a_monitor_restart() {
 fn a_second_monitor_is_refused_and_named() {
     let (fx, _) = one_worker();
     let _first = fx.monitor(&["--auto-restart", "--worker-command", WORKER]);
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     let holder = fs::read_to_string(fx.dir.join("pidwatch.lock")).unwrap();
     for args in [
         vec!["run", "--auto-restart"],
@@ -510,9 +500,7 @@ fn a_second_monitor_is_refused_and_named() {
 fn sigterm_exits_zero_and_leaves_workers_running() {
     let (fx, wrapper) = one_worker();
     let mut monitor = fx.monitor(&["--auto-restart", "--worker-command", WORKER]);
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     monitor.signal(Signal::SIGTERM);
     let (code, err) = monitor.wait_exit(LIMIT);
     assert_eq!(code, Some(0), "{err}");
@@ -529,9 +517,7 @@ fn sighup_reopens_a_rotated_log() {
     let (fx, _) = one_worker();
     let _monitor = fx.monitor(&["--worker-command", WORKER]);
     let log = fx.dir.join("logs/monitor.log");
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     let rotated = fx.dir.join("logs/monitor.log.1");
     fs::rename(&log, &rotated).unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(_monitor.pid), Signal::SIGHUP).unwrap();
@@ -557,9 +543,7 @@ fn the_monitor_leaves_no_zombie_children() {
         "--worker-command",
         WORKER,
     ]);
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     kill9(wrapper);
     fx.reap(wrapper);
     let mut pid = wrapper;

@@ -296,9 +296,7 @@ fn a_lost_terminal_does_not_stop_the_monitor() {
     drop(child.stdout.take());
     drop(child.stderr.take());
     let mut child = Reap(child);
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     // Deaths make the monitor print (to the closed pipes) and act.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(wrapper), Signal::SIGKILL).unwrap();
     fx.reap(wrapper);
@@ -331,9 +329,7 @@ fn each_death_of_a_crash_looping_worker_is_journaled() {
         "--worker-command",
         WORKER,
     ]);
-    wait_for("the first pass", LIMIT, || {
-        fx.monitor_log().contains("All workers healthy")
-    });
+    fx.wait_first_pass();
     let first = pid;
     for _ in 0..3 {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();

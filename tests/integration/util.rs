@@ -133,6 +133,11 @@ pub fn kill_tree(id: i32) {
     }
 }
 
+/// SIGKILLs `pid` (ignoring a process already gone).
+pub fn kill9(pid: i32) {
+    sigkill(pid);
+}
+
 fn sigkill(pid: i32) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
 }
@@ -500,6 +505,13 @@ impl Fixture {
                 )
             })
             .collect()
+    }
+
+    /// Waits for a monitor's first pass over healthy workers.
+    pub fn wait_first_pass(&self) {
+        wait_for("the first pass", Duration::from_secs(15), || {
+            self.monitor_log().contains("All workers healthy")
+        });
     }
 
     /// Starts `pidwatch run` with `args`; killed when the guard drops.
