@@ -45,7 +45,10 @@ impl Run {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0);
+            .process_group(0)
+            // Inside the fixture's folder, so that its cleanup finds the
+            // wrapper and everything it starts even when a test fails early.
+            .current_dir(fx.tmp.path());
         if let Some(path) = path {
             cmd.env("PATH", path);
         }
