@@ -1,7 +1,7 @@
 //! `pidwatch check`: the pipeline run once.
 
 use crate::config::Settings;
-use crate::core::{Verdict, decide};
+use crate::core::decide;
 use crate::error::{EXIT_FAILURES, EXIT_OK, Result};
 use crate::monitor_log::{Level, MonitorLog, one_line};
 use crate::observe::{Observation, Observer};
@@ -131,9 +131,4 @@ pub fn run(settings: &Settings) -> Result<i32> {
     } else {
         EXIT_OK
     })
-}
-
-/// Whether a verdict list holds any failure; used by `status`.
-pub fn any_failure(verdicts: impl IntoIterator<Item = Verdict>) -> bool {
-    verdicts.into_iter().any(Verdict::is_failure)
 }

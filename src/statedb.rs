@@ -226,11 +226,6 @@ impl StateDb {
         }
     }
 
-    /// The path it was opened from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The restart records of the workers of `initiative`, by worker id:
     /// all of them, or those named in `only`.
     pub fn records(
@@ -380,6 +375,29 @@ impl StateDb {
         })
     }
 
+    /// In one transaction: makes sure the worker has a row, runs `update`
+    /// on it (`?1` the initiative, `?2` the worker, then `values` as `?3`,
+    /// `?4`, ...), and journals `kind` with `event`.
+    #[allow(clippy::too_many_arguments)]
+    fn update_and_journal(
+        &self,
+        at: DateTime<Utc>,
+        initiative: &str,
+        worker: &str,
+        update: &str,
+        values: &[&dyn rusqlite::ToSql],
+        kind: EventKind,
+        event: NewEvent<'_>,
+    ) -> Result<()> {
+        self.in_transaction(|| {
+            self.ensure_row(initiative, worker)?;
+            let mut all: Vec<&dyn rusqlite::ToSql> = vec![&initiative, &worker];
+            all.extend_from_slice(values);
+            self.conn.prepare_cached(update)?.execute(&*all)?;
+            self.insert_event(at, Some(initiative), kind, &event)
+        })
+    }
+
     /// Counts a restart attempt *before* the spawn, so that a crash during it
     /// still counts: sets `attempts = attempt` and journals `restart_attempted`.
     pub fn record_attempt(
@@ -389,21 +407,20 @@ impl StateDb {
         worker: &str,
         attempt: u32,
     ) -> Result<()> {
-        self.in_transaction(|| {
-            self.ensure_row(initiative, worker)?;
-            self.conn
-                .prepare_cached(
-                    "UPDATE workers SET attempts = ?3, last_attempt_at = ?4 \
-                     WHERE initiative = ?1 AND worker = ?2",
-                )?
-                .execute(params![initiative, worker, attempt, format_time(at)])?;
-            let event = NewEvent {
+        self.update_and_journal(
+            at,
+            initiative,
+            worker,
+            "UPDATE workers SET attempts = ?3, last_attempt_at = ?4 \
+             WHERE initiative = ?1 AND worker = ?2",
+            &[&attempt, &format_time(at)],
+            EventKind::RestartAttempted,
+            NewEvent {
                 worker: Some(worker),
                 attempt: Some(attempt),
                 ..NewEvent::default()
-            };
-            self.insert_event(at, Some(initiative), EventKind::RestartAttempted, &event)
-        })
+            },
+        )
     }
 
     /// Journals `restarted` and records the worker as running, in one
@@ -416,22 +433,20 @@ impl StateDb {
         pid: i32,
         attempt: u32,
     ) -> Result<()> {
-        self.in_transaction(|| {
-            self.ensure_row(initiative, worker)?;
-            self.conn
-                .prepare_cached(
-                    "UPDATE workers SET last_verdict = 'running' \
-                     WHERE initiative = ?1 AND worker = ?2",
-                )?
-                .execute(params![initiative, worker])?;
-            let event = NewEvent {
+        self.update_and_journal(
+            at,
+            initiative,
+            worker,
+            "UPDATE workers SET last_verdict = 'running' WHERE initiative = ?1 AND worker = ?2",
+            &[],
+            EventKind::Restarted,
+            NewEvent {
                 worker: Some(worker),
                 pid: Some(pid),
                 attempt: Some(attempt),
                 ..NewEvent::default()
-            };
-            self.insert_event(at, Some(initiative), EventKind::Restarted, &event)
-        })
+            },
+        )
     }
 
     /// Marks the worker given up and journals `given_up`.
@@ -442,21 +457,20 @@ impl StateDb {
         worker: &str,
         detail: String,
     ) -> Result<()> {
-        self.in_transaction(|| {
-            self.ensure_row(initiative, worker)?;
-            self.conn
-                .prepare_cached(
-                    "UPDATE workers SET given_up_at = ?3, last_verdict = 'given_up' \
-                     WHERE initiative = ?1 AND worker = ?2",
-                )?
-                .execute(params![initiative, worker, format_time(at)])?;
-            let event = NewEvent {
+        self.update_and_journal(
+            at,
+            initiative,
+            worker,
+            "UPDATE workers SET given_up_at = ?3, last_verdict = 'given_up' \
+             WHERE initiative = ?1 AND worker = ?2",
+            &[&format_time(at)],
+            EventKind::GivenUp,
+            NewEvent {
                 worker: Some(worker),
                 detail: Some(detail),
                 ..NewEvent::default()
-            };
-            self.insert_event(at, Some(initiative), EventKind::GivenUp, &event)
-        })
+            },
+        )
     }
 
     /// Clears attempts (and, when `clear_given_up`, the given-up mark), and

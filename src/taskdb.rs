@@ -208,11 +208,6 @@ impl TaskDb {
         })
     }
 
-    /// The path it was opened from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Reads the streams of `initiative_id`: its PRDs' non-archived tasks,
     /// grouped by `metadata.streamId`. Tasks of other initiatives, archived
     /// tasks and tasks without a `streamId` do not count.
