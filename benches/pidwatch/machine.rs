@@ -54,7 +54,7 @@ impl Machine {
 }
 
 /// The first line a program prints, or `unknown`.
-fn first_line(program: &Path, args: &[&str]) -> String {
+pub(crate) fn first_line(program: &Path, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .output()

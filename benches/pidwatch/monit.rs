@@ -83,17 +83,7 @@ pub(crate) fn ensure_installed() -> BenchResult<PathBuf> {
 
 /// The first line of `monit -V`.
 pub(crate) fn version(monit: &Path) -> String {
-    Command::new(monit)
-        .arg("-V")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "unknown".into())
+    crate::machine::first_line(monit, &["-V"])
 }
 
 /// Writes `<root>/monit/monitrc` (mode 0600, as monit demands): the daemon

@@ -173,14 +173,9 @@ pub(crate) fn floor_section(rows: &BenchResult<Vec<FloorRow>>) -> String {
     s
 }
 
-/// One worker count of b, c and d, for the console.
-pub(crate) fn size_section(size: &BenchResult<SizeResults>) -> String {
-    let size = match size {
-        Ok(size) => size,
-        Err(e) => return failed(String::from("### A worker count\n\n"), e),
-    };
-    let mut s = format!("### {} running workers\n\n", thousands(size.workers));
-    s.push_str(LATENCY_HEADER);
+/// The latency rows of one worker count: pidwatch's, then monit's.
+fn latency_rows(size: &SizeResults) -> String {
+    let mut s = String::new();
     if let Some(p) = &size.pidwatch {
         s.push_str(&latency_row(
             "pidwatch",
@@ -195,6 +190,18 @@ pub(crate) fn size_section(size: &BenchResult<SizeResults>) -> String {
             m.as_ref().map(|m| &m.kills),
         ));
     }
+    s
+}
+
+/// One worker count of b, c and d, for the console.
+pub(crate) fn size_section(size: &BenchResult<SizeResults>) -> String {
+    let size = match size {
+        Ok(size) => size,
+        Err(e) => return failed(String::from("### A worker count\n\n"), e),
+    };
+    let mut s = format!("### {} running workers\n\n", thousands(size.workers));
+    s.push_str(LATENCY_HEADER);
+    s.push_str(&latency_rows(size));
     if let Some(ratio) = ratio(size) {
         let _ = writeln!(s, "\nmonit's median / pidwatch's median: {ratio:.1}×");
     }
@@ -490,20 +497,7 @@ fn monit_section(results: &Results) -> String {
     );
     s.push_str(LATENCY_HEADER);
     for size in results.sizes.iter().filter_map(|s| s.as_ref().ok()) {
-        if let Some(p) = &size.pidwatch {
-            s.push_str(&latency_row(
-                "pidwatch",
-                size.workers,
-                p.as_ref().map(|p| &p.kills),
-            ));
-        }
-        if let Some(m) = &size.monit {
-            s.push_str(&latency_row(
-                "monit",
-                size.workers,
-                m.as_ref().map(|m| &m.kills),
-            ));
-        }
+        s.push_str(&latency_rows(size));
     }
     s.push_str("\n| workers | monit's median / pidwatch's median |\n|---:|---:|\n");
     for size in results.sizes.iter().filter_map(|s| s.as_ref().ok()) {
