@@ -91,7 +91,10 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
             Ok(monitor.run_loop())
         }
         Err(e) => {
-            if let Some((_, readiness)) = daemon.as_mut() {
+            if let Some((path, readiness)) = daemon.as_mut() {
+                // No PID file of a daemon that is not running, by the time
+                // the parent hears of it.
+                remove_own_pid_file(path);
                 readiness.report(e.exit_code(), &e.to_string());
             }
             Err(e)
