@@ -18,14 +18,16 @@ fn one_worker() -> (Fixture, i32) {
     (fx, pid)
 }
 
-/// The worker (the wrapper's child) of the wrapper `wrapper`.
+/// The worker of the wrapper `wrapper`: its child that leads a process
+/// group of its own (not a passing `mv` of the wrapper's).
 fn worker_of(wrapper: i32) -> i32 {
     let parent = wrapper.to_string();
     let mut found = None;
     wait_for("the wrapper's worker", LIMIT, || {
-        found = all_pids()
-            .into_iter()
-            .find(|pid| stat_fields(*pid).is_some_and(|f| f.get(1) == Some(&parent)));
+        found = all_pids().into_iter().find(|pid| {
+            stat_fields(*pid)
+                .is_some_and(|f| f.get(1) == Some(&parent) && f.get(2) == Some(&pid.to_string()))
+        });
         found.is_some()
     });
     found.unwrap()
