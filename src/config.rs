@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::cli::{ColorChoice, GlobalArgs, RestartArgs};
 use crate::core::Policy;
 use crate::error::{Error, Result};
-use crate::monitor_log::Console;
+use crate::store::monitor_log::Console;
 
 /// Every path pidwatch uses, resolved and absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]

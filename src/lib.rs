@@ -21,27 +21,16 @@
 //! folder seen through inotify, a signal, or the sweep timer ([`run`]).
 
 pub mod act;
-pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod core;
-pub mod demo;
+pub mod daemon;
 pub mod error;
-pub mod lock;
-pub mod monitor_log;
-pub mod notify;
 pub mod observe;
-pub mod pidfile;
-pub mod procfs;
+pub mod output;
 pub mod render;
-pub mod run;
-pub mod signals;
-pub mod spawn;
-pub mod statedb;
-pub mod taskdb;
-
-use std::io::Write;
+pub mod store;
 
 use clap::Parser;
 
@@ -51,22 +40,6 @@ use crate::error::{EXIT_USAGE, Result};
 
 /// The wrapper script, carried in the binary for `pidwatch wrapper` and the demo.
 pub const WRAPPER_SCRIPT: &str = include_str!("../wrapper/worker-wrapper.sh");
-
-/// Writes to stdout; a closed pipe (`pidwatch check | head`) ends output
-/// quietly, like any Unix tool.
-pub fn print_stdout(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
-}
-
-/// Writes a line to stderr (a newline is added); a closed or broken stderr
-/// is ignored, so that a lost terminal never stops the watchdog.
-pub fn print_stderr(line: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = err
-        .write_all(line.as_bytes())
-        .and_then(|_| err.write_all(b"\n"));
-}
 
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main_entry() -> i32 {
@@ -80,7 +53,7 @@ pub fn main_entry() -> i32 {
     match dispatch(cli, &Environment::current()) {
         Ok(code) => code,
         Err(e) => {
-            print_stderr(&format!("pidwatch: error: {e}"));
+            output::print_stderr(&format!("pidwatch: error: {e}"));
             e.exit_code()
         }
     }
@@ -92,14 +65,16 @@ pub fn main_entry() -> i32 {
 pub fn dispatch(cli: Cli, env: &Environment) -> Result<i32> {
     let global = cli.global;
     match cli.command.unwrap_or(Command::Check(CheckArgs::default())) {
-        Command::Check(args) => check::run(&config::resolve(&global, &args.restart, env)?),
-        Command::Run(args) => run::run(&config::resolve(&global, &args.restart, env)?, &args),
+        Command::Check(args) => {
+            commands::check::run(&config::resolve(&global, &args.restart, env)?)
+        }
+        Command::Run(args) => daemon::run(&config::resolve(&global, &args.restart, env)?, &args),
         Command::Status(args) => commands::status(&global, &args, env),
         Command::History(args) => commands::history(&global, &args, env),
         Command::Reset(args) => commands::reset(&global, &args, env),
-        Command::Demo(args) => demo::run(&args, config::color_enabled(&global, env)),
+        Command::Demo(args) => commands::demo::run(&args, config::color_enabled(&global, env)),
         Command::Wrapper => {
-            print_stdout(WRAPPER_SCRIPT);
+            output::print_stdout(WRAPPER_SCRIPT);
             Ok(0)
         }
     }

@@ -23,7 +23,7 @@ use owo_colors::OwoColorize;
 use serde::Serialize;
 
 use crate::core::{Decision, Snapshot, TaskCounts, Verdict};
-use crate::taskdb::Initiative;
+use crate::observe::taskdb::Initiative;
 
 /// Extra per-worker facts shown by `status`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -243,14 +243,14 @@ impl Report {
         // Names come from the task DB: no control character reaches the terminal.
         for row in &mut rows {
             for cell in row.iter_mut() {
-                *cell = crate::monitor_log::one_line(cell);
+                *cell = crate::store::monitor_log::one_line(cell);
             }
         }
         let columns = rows[0].len();
         let widths: Vec<usize> = (0..columns)
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
             .collect();
-        let mut out = crate::monitor_log::one_line(&format!(
+        let mut out = crate::store::monitor_log::one_line(&format!(
             "Initiative: {} ({})",
             self.initiative.name, self.initiative.id
         )) + "\n";

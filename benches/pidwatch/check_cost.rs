@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use nix::fcntl::OFlag;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
-use pidwatch::procfs::{Procfs, Stat, parse_stat};
+use pidwatch::observe::procfs::{Procfs, Stat, parse_stat};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -97,12 +97,12 @@ pub(crate) struct Profile {
 pub(crate) struct ReadCosts {
     /// Workers whose files were read.
     pub(crate) workers: usize,
-    /// `pidwatch::procfs::Procfs::stat`.
+    /// `pidwatch::observe::procfs::Procfs::stat`.
     pub(crate) stat: Duration,
     /// The same `/proc/<pid>/stat`: `open`, one `read(2)` into a stack
     /// buffer, `close`, the same parser.
     pub(crate) stat_one_read: Duration,
-    /// `pidwatch::pidfile::read`.
+    /// `pidwatch::observe::pidfile::read`.
     pub(crate) pidfile: Duration,
     /// The same PID file and checks: `open` (O_NOFOLLOW, O_NONBLOCK), one
     /// `fstat`, one `read(2)`, `close`, the same parser.
@@ -258,7 +258,7 @@ fn read_costs(orch: &Orchestration, live: usize) -> BenchResult<ReadCosts> {
             std::hint::black_box(stat_one_read(pid));
         }),
         pidfile: per_worker(&|path, _| {
-            std::hint::black_box(pidwatch::pidfile::read(path, pid_max));
+            std::hint::black_box(pidwatch::observe::pidfile::read(path, pid_max));
         }),
         pidfile_one_read: per_worker(&|path, _| {
             std::hint::black_box(pidfile_one_read(path, pid_max));
@@ -288,12 +288,12 @@ fn pidfile_one_read(path: &Path, pid_max: i32) -> Option<(i32, SystemTime)> {
         .open(path)
         .ok()?;
     let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > pidwatch::pidfile::MAX_PIDFILE_BYTES {
+    if !meta.is_file() || meta.len() > pidwatch::observe::pidfile::MAX_PIDFILE_BYTES {
         return None;
     }
     let mut buf = [0u8; 65];
     let n = file.read(&mut buf).ok()?;
-    let pid = pidwatch::pidfile::parse(&buf[..n], pid_max).ok()?;
+    let pid = pidwatch::observe::pidfile::parse(&buf[..n], pid_max).ok()?;
     Some((pid, meta.modified().ok()?))
 }
 

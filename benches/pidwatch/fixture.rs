@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pidwatch::spawn::WrapperCall;
-use pidwatch::taskdb::Initiative;
+use pidwatch::act::spawn::WrapperCall;
+use pidwatch::observe::taskdb::Initiative;
 use rusqlite::{Connection, params};
 use tempfile::TempDir;
 
@@ -104,12 +104,12 @@ impl Orchestration {
 
     /// `<dir>/pids/<worker>.pid`.
     pub(crate) fn pid_file(&self, worker: &str) -> PathBuf {
-        pidwatch::pidfile::path_for(&self.dir.join("pids"), worker)
+        pidwatch::observe::pidfile::path_for(&self.dir.join("pids"), worker)
     }
 
     /// Where `worker` works: `<project>/.claude/worktrees/<id>`.
     pub(crate) fn work_dir(&self, worker: &str) -> PathBuf {
-        pidwatch::spawn::work_dir_for(&self.project, worker)
+        pidwatch::act::spawn::work_dir_for(&self.project, worker)
     }
 
     /// The PID its PID file names, if it holds one decimal number.
@@ -135,7 +135,7 @@ impl Orchestration {
 
     fn write_databases(&self) -> rusqlite::Result<()> {
         let memory = Connection::open(&self.memory_db)?;
-        memory.execute_batch(pidwatch::demo::MEMORY_SCHEMA)?;
+        memory.execute_batch(pidwatch::commands::demo::MEMORY_SCHEMA)?;
         memory.execute(
             "INSERT INTO initiatives (id, project_id, name, goal, status, created_at, updated_at) \
              VALUES (?1, 'bench', 'pidwatch bench', 'measure', 'IN PROGRESS', \
@@ -144,7 +144,7 @@ impl Orchestration {
         )?;
         let mut tasks = Connection::open(&self.tasks_db)?;
         tasks.pragma_update(None, "journal_mode", "WAL")?;
-        tasks.execute_batch(pidwatch::demo::TASKS_SCHEMA)?;
+        tasks.execute_batch(pidwatch::commands::demo::TASKS_SCHEMA)?;
         let tx = tasks.transaction()?;
         tx.execute(
             "INSERT INTO prds (id, initiative_id, title, content, created_at, updated_at) \

@@ -364,7 +364,7 @@ fn watch_size(bench: &mut Bench, orch: &Orchestration) -> BenchResult<SizeResult
 /// the bench's own environment, so that no child sees them: `PIDWATCH_*`,
 /// `WORKSPACE_ID`, `JOURNAL_STREAM` and pidwatch's [`SCRUBBED_ENV`].
 ///
-/// [`SCRUBBED_ENV`]: pidwatch::spawn::SCRUBBED_ENV
+/// [`SCRUBBED_ENV`]: pidwatch::act::spawn::SCRUBBED_ENV
 fn scrub_environment() {
     let doomed: Vec<_> = std::env::vars_os()
         .map(|(key, _)| key)
@@ -373,7 +373,7 @@ fn scrub_environment() {
             key.starts_with("PIDWATCH_")
                 || key == "WORKSPACE_ID"
                 || key == "JOURNAL_STREAM"
-                || pidwatch::spawn::SCRUBBED_ENV.contains(&key.as_ref())
+                || pidwatch::act::spawn::SCRUBBED_ENV.contains(&key.as_ref())
         })
         .collect();
     for key in doomed {

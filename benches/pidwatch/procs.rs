@@ -16,7 +16,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use pidwatch::procfs::{Stat, parse_stat};
+use pidwatch::observe::procfs::{Stat, parse_stat};
 
 use crate::BenchResult;
 

@@ -19,7 +19,7 @@ pub const INITIATIVE: &str = "3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b";
 /// Another initiative, whose tasks must never count.
 pub const OTHER_INITIATIVE: &str = "99999999-0000-4000-8000-000000000000";
 
-pub use pidwatch::demo::{MEMORY_SCHEMA, TASKS_SCHEMA};
+pub use pidwatch::commands::demo::{MEMORY_SCHEMA, TASKS_SCHEMA};
 
 /// Waits for `cond` to hold, polling, up to `limit`; panics with `what` when
 /// it does not.
@@ -434,7 +434,7 @@ impl Fixture {
         let pid_file = self.pidfile_path(worker);
         let work_dir = self.work_dir(worker);
         fs::create_dir_all(&work_dir).unwrap();
-        let call = pidwatch::spawn::WrapperCall {
+        let call = pidwatch::act::spawn::WrapperCall {
             wrapper: &wrapper,
             worker,
             pid_file: &pid_file,

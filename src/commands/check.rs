@@ -3,17 +3,17 @@
 use crate::config::Settings;
 use crate::core::decide;
 use crate::error::{EXIT_FAILURES, EXIT_OK, Result};
-use crate::monitor_log::{Level, MonitorLog, one_line};
 use crate::observe::{Observation, Observer};
 use crate::render::Report;
-use crate::statedb::StateDb;
+use crate::store::monitor_log::{Level, MonitorLog, one_line};
+use crate::store::statedb::StateDb;
 
 /// Opens the monitor log; when that fails the check goes on, says why on
 /// stderr, and logs to nowhere.
 pub fn open_log(settings: &Settings) -> MonitorLog {
     let path = &settings.paths.log_file;
     MonitorLog::open(path, None).unwrap_or_else(|e| {
-        crate::print_stderr(&format!(
+        crate::output::print_stderr(&format!(
             "pidwatch: warning: cannot open {}: {e}",
             path.display()
         ));
@@ -50,7 +50,7 @@ pub fn report_warnings(log: &mut MonitorLog, warnings: &[String], quiet: bool) {
     for warning in warnings {
         log.file_only(Level::Warning, warning);
         if !quiet {
-            crate::print_stderr(&format!("pidwatch: warning: {}", one_line(warning)));
+            crate::output::print_stderr(&format!("pidwatch: warning: {}", one_line(warning)));
         }
     }
 }
@@ -59,9 +59,9 @@ pub fn report_warnings(log: &mut MonitorLog, warnings: &[String], quiet: bool) {
 pub fn print_report(settings: &Settings, report: &Report) {
     let out = &settings.output;
     if out.json {
-        crate::print_stdout(&format!("{}\n", report.to_json()));
+        crate::output::print_stdout(&format!("{}\n", report.to_json()));
     } else if !out.quiet {
-        crate::print_stdout(&report.to_table(out.color));
+        crate::output::print_stdout(&report.to_table(out.color));
     }
 }
 
@@ -82,7 +82,7 @@ pub fn run(settings: &Settings) -> Result<i32> {
     // The lock is taken before reading, so that the view acted upon is not
     // one another monitor is changing.
     let _lock = if acting && !settings.spawn.dry_run {
-        Some(crate::lock::acquire(&settings.paths.lock_file)?)
+        Some(crate::daemon::lock::acquire(&settings.paths.lock_file)?)
     } else {
         None
     };

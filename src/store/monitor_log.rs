@@ -199,7 +199,7 @@ impl MonitorLog {
         // failed write (disk full) must not stop the watchdog, so it is
         // reported on stderr and dropped.
         if let Err(e) = file.write_all(line.as_bytes()) {
-            crate::print_stderr(&format!("pidwatch: writing {}: {e}", self.path.display()));
+            crate::output::print_stderr(&format!("pidwatch: writing {}: {e}", self.path.display()));
         }
     }
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::core::{RestartRecord, Verdict};
 use crate::error::{Error, Result};
-use crate::taskdb::{BUSY_TIMEOUT, sql_error};
+use crate::observe::taskdb::{BUSY_TIMEOUT, sql_error};
 
 /// The schema version this pidwatch writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;

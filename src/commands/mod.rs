@@ -1,5 +1,8 @@
 //! The small commands around the state DB: `status`, `history`, `reset`.
 
+pub mod check;
+pub mod demo;
+
 use std::collections::BTreeMap;
 
 use chrono::Utc;
@@ -11,7 +14,7 @@ use crate::core::{ProcessReading, Verdict, decide};
 use crate::error::{EXIT_FAILURES, EXIT_OK, Error, Result};
 use crate::observe::{self, Observer};
 use crate::render::{LastEvent, Report, StatusExtra};
-use crate::statedb::{Event, EventKind, StateDb, format_time};
+use crate::store::statedb::{Event, EventKind, StateDb, format_time};
 
 fn settings(global: &GlobalArgs, env: &Environment, max_restarts: u32) -> Result<Settings> {
     let restart = RestartArgs {
@@ -99,9 +102,9 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Resu
     warnings.extend(decision.warnings.iter().cloned());
     for w in &warnings {
         if !settings.output.quiet {
-            crate::print_stderr(&format!(
+            crate::output::print_stderr(&format!(
                 "pidwatch: warning: {}",
-                crate::monitor_log::one_line(w)
+                crate::store::monitor_log::one_line(w)
             ));
         }
     }
@@ -112,7 +115,7 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Resu
         warnings,
         extras,
     );
-    crate::check::print_report(&settings, &report);
+    crate::commands::check::print_report(&settings, &report);
     Ok(if decision.has_failures() {
         EXIT_FAILURES
     } else {
@@ -137,7 +140,7 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs, env: &Environment) -> Re
     };
     if settings.output.json {
         let text = serde_json::to_string_pretty(&events).unwrap_or_default();
-        crate::print_stdout(&format!("{text}\n"));
+        crate::output::print_stdout(&format!("{text}\n"));
     } else if !settings.output.quiet {
         let mut out = String::new();
         if events.is_empty() {
@@ -162,7 +165,7 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs, env: &Environment) -> Re
             }
             out.push('\n');
         }
-        crate::print_stdout(&out);
+        crate::output::print_stdout(&out);
     }
     Ok(EXIT_OK)
 }
@@ -193,12 +196,12 @@ pub fn reset(global: &GlobalArgs, args: &ResetArgs, env: &Environment) -> Result
         true,
     )?;
     if settings.output.json {
-        crate::print_stdout(&format!(
+        crate::output::print_stdout(&format!(
             "{}\n",
             serde_json::json!({"worker": args.worker, "initiative": initiative.id, "reset": true})
         ));
     } else if !settings.output.quiet {
-        crate::print_stdout(&format!(
+        crate::output::print_stdout(&format!(
             "{}: restart attempts and given-up mark cleared (initiative {})\n",
             args.worker, initiative.name
         ));

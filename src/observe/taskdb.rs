@@ -312,7 +312,7 @@ impl TaskRow {
         };
         let stream_id = match &meta.stream_id {
             None | Some(Value::Null) => return,
-            Some(Value::String(s)) if crate::pidfile::is_safe_id(s) => s.clone(),
+            Some(Value::String(s)) if crate::observe::pidfile::is_safe_id(s) => s.clone(),
             Some(Value::String(s)) => {
                 reading.warnings.push(format!(
                     "task {}: metadata.streamId {s:?} cannot name a PID file or folder; skipped",

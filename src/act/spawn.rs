@@ -23,8 +23,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::core::{PidFileReading, ProcessReading, START_TIME_TOLERANCE};
-use crate::pidfile;
-use crate::procfs::Procfs;
+use crate::observe::pidfile;
+use crate::observe::procfs::Procfs;
 
 /// Environment variables of pidwatch's own service manager that must not
 /// reach workers: a worker must not talk to pidwatch's systemd socket or
@@ -293,11 +293,11 @@ pub fn stop_group(
     let deadline = Instant::now() + timeout;
     let mut seen = std::collections::HashSet::new();
     let mut stopping: Vec<Pinned> = Vec::new();
-    let mut held_back: Vec<(i32, crate::procfs::Stat)> = Vec::new();
+    let mut held_back: Vec<(i32, crate::observe::procfs::Stat)> = Vec::new();
     let mut first = true;
     let mut kill_rounds = 0;
     loop {
-        let mut found: Vec<(i32, crate::procfs::Stat)> = procfs
+        let mut found: Vec<(i32, crate::observe::procfs::Stat)> = procfs
             .members_of(leader, &mut seen)?
             .into_iter()
             .filter(|(pid, stat)| *pid > 1 && *pid != me && !matches!(stat.state, 'Z' | 'X'))

@@ -18,12 +18,12 @@ use nix::unistd::Pid;
 use owo_colors::OwoColorize;
 use rusqlite::{Connection, params};
 
+use crate::act::spawn::{self, SpawnOutcome, WrapperCall};
 use crate::cli::DemoArgs;
 use crate::core::{PidFileReading, ProcessReading};
 use crate::error::{EXIT_OK, Error, Result};
-use crate::pidfile;
-use crate::procfs::Procfs;
-use crate::spawn::{self, SpawnOutcome, WrapperCall};
+use crate::observe::pidfile;
+use crate::observe::procfs::Procfs;
 
 /// The Task Copilot task DB schema (reference, section 3), with some of the
 /// tables pidwatch does not read.
@@ -78,9 +78,9 @@ impl Demo {
     fn say(&self, text: &str) {
         let line = format!("==> {text}");
         if self.color {
-            crate::print_stdout(&format!("{}\n", line.bold()));
+            crate::output::print_stdout(&format!("{}\n", line.bold()));
         } else {
-            crate::print_stdout(&format!("{line}\n"));
+            crate::output::print_stdout(&format!("{line}\n"));
         }
     }
 

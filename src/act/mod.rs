@@ -1,16 +1,18 @@
 //! `act`: carries out the actions of a decision, and records each step in the
 //! state DB and `monitor.log`.
 
+pub mod spawn;
+
 use std::collections::BTreeMap;
 
+use crate::act::spawn::{SpawnOutcome, WrapperCall};
 use crate::config::Settings;
 use crate::core::{Action, Decision, Reason, RestartRecord, Snapshot, Verdict, liveness};
-use crate::monitor_log::{Level, MonitorLog};
 use crate::observe::Observer;
-use crate::pidfile;
-use crate::spawn::{self, SpawnOutcome, WrapperCall};
-use crate::statedb::{EventKind, NewEvent, StateDb};
-use crate::taskdb::Stream;
+use crate::observe::pidfile;
+use crate::observe::taskdb::Stream;
+use crate::store::monitor_log::{Level, MonitorLog};
+use crate::store::statedb::{EventKind, NewEvent, StateDb};
 
 /// A wrapper the monitor started, to be reaped when it exits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +72,7 @@ impl<'a> Actor<'a> {
             })
             .collect();
         if let Err(e) = state.record_verdicts(snapshot.now, self.initiative(), &changed) {
-            crate::print_stderr(&format!("pidwatch: {e}"));
+            crate::output::print_stderr(&format!("pidwatch: {e}"));
         }
     }
 
@@ -78,7 +80,7 @@ impl<'a> Actor<'a> {
         if let Some(state) = self.state
             && let Err(e) = state.journal(spawn::now(), Some(self.initiative()), kind, event)
         {
-            crate::print_stderr(&format!("pidwatch: {e}"));
+            crate::output::print_stderr(&format!("pidwatch: {e}"));
         }
     }
 
@@ -386,7 +388,7 @@ impl<'a> Actor<'a> {
 
 /// The prompt a restarted worker gets: its stream, the initiative, and the
 /// tasks still open.
-pub fn prompt_for(stream: &Stream, initiative: &crate::taskdb::Initiative) -> String {
+pub fn prompt_for(stream: &Stream, initiative: &crate::observe::taskdb::Initiative) -> String {
     let deps = if stream.dependencies.is_empty() {
         "None".to_string()
     } else {

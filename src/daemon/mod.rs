@@ -17,6 +17,10 @@
 //! file reads do not grow with the number of workers; it reads the task DB
 //! whole, once (a few milliseconds at a thousand streams).
 
+pub mod lock;
+pub mod notify;
+pub mod signals;
+
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
@@ -31,19 +35,19 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::act::Actor;
-use crate::check::log_pass_summary;
+use crate::act::spawn::describe_status;
 use crate::cli::RunArgs;
+use crate::commands::check::log_pass_summary;
 use crate::config::{self, Settings};
 use crate::core::{ProcessReading, Verdict, decide};
+use crate::daemon::lock::Lock;
+use crate::daemon::notify::Notifier;
+use crate::daemon::signals::Signals;
 use crate::error::{EXIT_OK, Error, Result};
-use crate::lock::{self, Lock};
-use crate::monitor_log::{Level, MonitorLog};
-use crate::notify::Notifier;
+use crate::observe::taskdb::Stream;
 use crate::observe::{Observation, Observer};
-use crate::signals::Signals;
-use crate::spawn::describe_status;
-use crate::statedb::{EventKind, NewEvent, StateDb};
-use crate::taskdb::Stream;
+use crate::store::monitor_log::{Level, MonitorLog};
+use crate::store::statedb::{EventKind, NewEvent, StateDb};
 
 const TOKEN_SIGNALS: u64 = 0;
 const TOKEN_INOTIFY: u64 = 1;
@@ -161,7 +165,7 @@ fn daemonize(pid_file: &Path, lock: Option<&mut Lock>) -> Result<Detached> {
             match code.parse::<i32>() {
                 Ok(EXIT_OK) => Ok(Detached::Parent(EXIT_OK)),
                 Ok(code) => {
-                    crate::print_stderr(&format!("pidwatch: error: {message}"));
+                    crate::output::print_stderr(&format!("pidwatch: error: {message}"));
                     Ok(Detached::Parent(code))
                 }
                 Err(_) => Err(Error::CannotCheck(
@@ -403,7 +407,7 @@ impl Monitor {
             )
             .map_err(|e| Error::CannotCheck(format!("epoll_ctl: {e}")))?;
         let notifier = Notifier::from_env();
-        let fd_limit = crate::spawn::raise_fd_limit();
+        let fd_limit = crate::act::spawn::raise_fd_limit();
         let now = Instant::now();
         let mut monitor = Monitor {
             watchdog: notifier.watchdog_interval(),
@@ -449,7 +453,7 @@ impl Monitor {
             && let Err(e) =
                 state.journal(Utc::now(), Some(&self.observer.initiative.id), kind, event)
         {
-            crate::print_stderr(&format!("pidwatch: {e}"));
+            crate::output::print_stderr(&format!("pidwatch: {e}"));
         }
     }
 
@@ -775,7 +779,7 @@ impl Monitor {
     fn reload(&mut self) {
         self.notifier.reloading();
         if let Err(e) = self.log.reopen() {
-            crate::print_stderr(&format!(
+            crate::output::print_stderr(&format!(
                 "pidwatch: reopening {}: {e}",
                 self.log.path().display()
             ));

@@ -3,6 +3,10 @@
 //! This is the only place where a pass reads the clock, PID files, `/proc`,
 //! worker logs and the databases.
 
+pub mod pidfile;
+pub mod procfs;
+pub mod taskdb;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,10 +16,9 @@ use chrono::Utc;
 use crate::config::{Paths, Settings};
 use crate::core::{PidFileReading, RestartRecord, Snapshot, WorkerSnapshot};
 use crate::error::{Error, Result};
-use crate::pidfile;
-use crate::procfs::Procfs;
-use crate::statedb::StateDb;
-use crate::taskdb::{self, Initiative, Stream, TaskDb};
+use crate::observe::procfs::Procfs;
+use crate::observe::taskdb::{Initiative, Stream, TaskDb};
+use crate::store::statedb::StateDb;
 
 /// How much of a worker log is read to tell whether it holds more than the
 /// wrapper's header.
