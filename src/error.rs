@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::store::safe_fs::SymlinkRefused;
+
 /// Exit code: no worker is dead or given up.
 pub const EXIT_OK: i32 = 0;
 /// Exit code: at least one worker is dead or given up.
@@ -25,6 +27,13 @@ pub enum Error {
         path: PathBuf,
         /// The PID written in the lock file by its holder, or `?`.
         holder: String,
+    },
+    /// A file pidwatch must write is a symbolic link, which it refuses to
+    /// follow (exit 2: a configuration problem; see [`crate::store::safe_fs`]).
+    #[error("refusing to write {path}: it is a symbolic link")]
+    Symlink {
+        /// The symlink.
+        path: PathBuf,
     },
     /// A database pidwatch must read is missing, unreadable, locked, or of an
     /// unknown schema (exit 3).
@@ -56,13 +65,19 @@ impl Error {
     /// The process exit code for this error (DESIGN.md, "Exit codes").
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Locked { .. } => EXIT_USAGE,
+            Error::Config(_) | Error::Locked { .. } | Error::Symlink { .. } => EXIT_USAGE,
             Error::Database { .. } | Error::Io { .. } | Error::CannotCheck(_) => EXIT_CANNOT_CHECK,
         }
     }
 
-    /// An I/O error on `path` while doing `verb`.
+    /// An I/O error on `path` while doing `verb`; a refused symlink
+    /// ([`SymlinkRefused`]) becomes [`Error::Symlink`] naming the symlink.
     pub fn io(verb: &'static str, path: &Path, source: std::io::Error) -> Error {
+        if let Some(refused) = SymlinkRefused::of(&source) {
+            return Error::Symlink {
+                path: refused.path.clone(),
+            };
+        }
         Error::Io {
             verb,
             path: path.to_path_buf(),

@@ -4,7 +4,7 @@
 //! however it exits; there is no stale lock to clean. The holder writes its
 //! PID into the file so that a refused second monitor can name it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
+use crate::store::safe_fs;
 
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
@@ -21,21 +22,18 @@ pub struct Lock {
 }
 
 /// Takes the lock at `path` without waiting, creating the file if needed,
-/// and writes this process's PID into it.
+/// and writes this process's PID into it. The file is opened with
+/// `O_NOFOLLOW` ([`safe_fs::open_lock_nofollow`]).
 ///
 /// Errors: [`Error::Locked`] (exit 2) naming the PID of the holder when the
-/// lock is held; [`Error::Io`] when the file cannot be created.
+/// lock is held; [`Error::Symlink`] (exit 2) when `path` is a symlink;
+/// [`Error::Io`] when the file cannot be created.
 pub fn acquire(path: &Path) -> Result<Lock> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io("opening lock file", path, e))?;
+    let file =
+        safe_fs::open_lock_nofollow(path).map_err(|e| Error::io("opening lock file", path, e))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(file) => {
             let mut lock = Lock {

@@ -2,7 +2,9 @@
 //!
 //! Both belong to another program that writes them concurrently (WAL mode), so
 //! they are opened read-only, with a busy timeout of [`BUSY_TIMEOUT`], and
-//! never written. The schema is the one of
+//! never written. The task DB is followed by path: a file replaced under it
+//! (`mv new.db tasks.db`) is opened again, a file removed is an error
+//! ([`TaskDb::reopen_if_replaced`]). The schema is the one of
 //! `reference/claude-copilot-orchestration.md`, section 3; tables pidwatch does
 //! not need may be present or absent, and `tasks.archived` is optional (it
 //! came with a later migration).
@@ -13,6 +15,7 @@
 //! skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,6 +28,9 @@ use crate::error::{Error, Result};
 
 /// How long a read waits for a writer's lock before giving up (exit 3).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The task DB's name in errors.
+const KIND: &str = "task DB";
 
 /// An initiative of the memory DB.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,24 +95,56 @@ pub struct TaskDb {
     conn: Connection,
     path: PathBuf,
     has_archived: bool,
+    /// The identity of the file at `path` when it was opened.
+    id: FileId,
+}
+
+/// The identity of a file: its device and inode numbers (`stat(2)`'s
+/// `st_dev` and `st_ino`). A file replaced by a rename, or deleted and
+/// created again, has another: while a file is open its inode cannot be
+/// reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
+impl FileId {
+    /// The identity in `meta` (of `std::fs::metadata`, which follows
+    /// symlinks: the identity of the file read).
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
 }
 
 /// Opens an SQLite file read-only with the busy timeout, after checking that
 /// it is there; `kind` names it in errors.
 fn open_readonly(kind: &'static str, path: &Path) -> Result<Connection> {
+    open_readonly_file(kind, path).map(|(conn, _)| conn)
+}
+
+/// [`open_readonly`], also giving the identity of the file found before it
+/// was opened: if it is replaced meanwhile, the identity is the old one, so
+/// that a later check sees a change and opens it again.
+fn open_readonly_file(kind: &'static str, path: &Path) -> Result<(Connection, FileId)> {
     let fail = |what: String| Error::Database {
         kind,
         path: path.to_path_buf(),
         what,
     };
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => {}
+    let id = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => FileId::of(&meta),
         Ok(_) => return Err(fail("not a regular file".into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(fail("does not exist".into()));
         }
         Err(e) => return Err(fail(format!("unreadable: {e}"))),
-    }
+    };
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -114,7 +152,7 @@ fn open_readonly(kind: &'static str, path: &Path) -> Result<Connection> {
     .map_err(|e| sql_error(kind, path, &e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| sql_error(kind, path, &e))?;
-    Ok(conn)
+    Ok((conn, id))
 }
 
 /// Turns an SQLite error into one that says what is wrong with the file.
@@ -189,8 +227,7 @@ impl TaskDb {
     /// `tasks` (id, prd_id, title, status, metadata) and `prds` (id,
     /// initiative_id).
     pub fn open(path: &Path) -> Result<TaskDb> {
-        const KIND: &str = "task DB";
-        let conn = open_readonly(KIND, path)?;
+        let (conn, id) = open_readonly_file(KIND, path)?;
         let tasks = columns(&conn, "tasks").map_err(|e| sql_error(KIND, path, &e))?;
         require(
             KIND,
@@ -205,7 +242,45 @@ impl TaskDb {
             conn,
             path: path.to_path_buf(),
             has_archived: tasks.contains("archived"),
+            id,
         })
+    }
+
+    /// The path it was opened at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Looks at the path again (one `stat(2)`) and, when it now names
+    /// another file than the one open (replaced by a rename, deleted and
+    /// created again), opens that one as [`TaskDb::open`] does. An open
+    /// SQLite connection would otherwise go on reading the old file, or the
+    /// deleted one, forever. Returns whether it reopened.
+    ///
+    /// Errors ([`Error::Database`], exit 3): the file disappeared (deleted
+    /// or moved away), cannot be looked at, or the new file cannot be opened
+    /// ([`TaskDb::open`]); the old file then stays open, and the next call
+    /// looks again.
+    pub fn reopen_if_replaced(&mut self) -> Result<bool> {
+        let fail = |what: String| Error::Database {
+            kind: KIND,
+            path: self.path.clone(),
+            what,
+        };
+        let id = match std::fs::metadata(&self.path) {
+            Ok(meta) => FileId::of(&meta),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(fail(
+                    "disappeared (deleted or moved away since it was opened)".into(),
+                ));
+            }
+            Err(e) => return Err(fail(format!("unreadable: {e}"))),
+        };
+        if id == self.id {
+            return Ok(false);
+        }
+        *self = TaskDb::open(&self.path)?;
+        Ok(true)
     }
 
     /// Reads the streams of `initiative_id`: its PRDs' non-archived tasks,
@@ -231,7 +306,7 @@ impl TaskDb {
              FROM tasks t JOIN prds p ON p.id = t.prd_id \
              WHERE p.initiative_id = ?1 {archived} ORDER BY t.rowid"
         );
-        let fail = |e: rusqlite::Error| sql_error("task DB", &self.path, &e);
+        let fail = |e: rusqlite::Error| sql_error(KIND, &self.path, &e);
         let mut stmt = self.conn.prepare_cached(&sql).map_err(fail)?;
         let mut rows = stmt.query([initiative_id]).map_err(fail)?;
         let mut index = 0usize;
@@ -439,4 +514,62 @@ pub fn initiative_name(memory_db: &Path, id: &str) -> Option<String> {
         row.get::<_, String>(0)
     })
     .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::demo::TASKS_SCHEMA;
+
+    /// Writes a task DB at `path` with one task of stream `S` in initiative
+    /// `I`, of `status`.
+    fn task_db(path: &Path, status: &str) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(TASKS_SCHEMA).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO prds (id, initiative_id, title, content, created_at, updated_at) \
+             VALUES ('P', 'I', 'PRD', '', 'x', 'x'); \
+             INSERT INTO tasks (id, prd_id, title, status, metadata, created_at, updated_at) \
+             VALUES ('T', 'P', 'Task', '{status}', '{{\"streamId\": \"S\"}}', 'x', 'x');"
+        ))
+        .unwrap();
+    }
+
+    fn completed(db: &TaskDb) -> u32 {
+        db.streams("I").unwrap().streams["S"].tasks.completed
+    }
+
+    #[test]
+    fn a_replaced_task_db_is_reopened_and_a_removed_one_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("tasks.db");
+        task_db(&path, "in_progress");
+        let mut db = TaskDb::open(&path).unwrap();
+        assert!(!db.reopen_if_replaced().unwrap(), "nothing changed");
+        assert_eq!(completed(&db), 0);
+
+        let new = tmp.path().join("new.db");
+        task_db(&new, "completed");
+        std::fs::rename(&new, &path).unwrap();
+        assert_eq!(completed(&db), 0, "the open connection reads the old file");
+        assert!(db.reopen_if_replaced().unwrap());
+        assert_eq!(completed(&db), 1, "the new file is read");
+        assert!(!db.reopen_if_replaced().unwrap(), "reopened once");
+
+        std::fs::remove_file(&path).unwrap();
+        match db.reopen_if_replaced() {
+            Err(e @ Error::Database { .. }) => {
+                assert_eq!(e.exit_code(), crate::error::EXIT_CANNOT_CHECK);
+                let text = e.to_string();
+                assert!(text.contains(&path.display().to_string()), "{text}");
+                assert!(text.contains("disappeared"), "{text}");
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(reopened) => panic!("no error for a removed task DB (reopened: {reopened})"),
+        }
+        // It comes back: read again.
+        task_db(&path, "completed");
+        assert!(db.reopen_if_replaced().unwrap());
+        assert_eq!(completed(&db), 1);
+    }
 }

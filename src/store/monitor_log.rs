@@ -7,10 +7,12 @@
 //!
 //! The timestamp is local time with microseconds. The file is opened with
 //! `O_APPEND` and each line goes out in one `write(2)`, so that lines of
-//! concurrent writers never interleave. Lines can also be echoed to the
-//! console, with colour, or with sd-daemon priority prefixes under systemd.
+//! concurrent writers never interleave; and with `O_NOFOLLOW`: a symlink
+//! planted at its name is refused, not written through. Lines can also be
+//! echoed to the console, with colour, or with sd-daemon priority prefixes
+//! under systemd.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -122,9 +124,11 @@ pub fn format_line(at: chrono::DateTime<chrono::Local>, level: Level, message: &
 
 impl MonitorLog {
     /// Opens (creating it and its folder if needed) the log at `path` for
-    /// appending. `echo` also prints each line on the console.
+    /// appending, without following a symlink. `echo` also prints each line
+    /// on the console.
     ///
-    /// Errors: the folder or file cannot be created or opened.
+    /// Errors: the folder or file cannot be created or opened; `path` is a
+    /// symlink ([`crate::store::safe_fs::SymlinkRefused`], which names it).
     pub fn open(path: &Path, echo: Option<Console>) -> io::Result<MonitorLog> {
         let mut log = MonitorLog {
             path: path.to_path_buf(),
@@ -154,12 +158,7 @@ impl MonitorLog {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        self.file = Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?,
-        );
+        self.file = Some(crate::store::safe_fs::open_append_nofollow(&self.path)?);
         Ok(())
     }
 
