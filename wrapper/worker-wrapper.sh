@@ -12,13 +12,61 @@
 # - runs the worker (CMD ARGS..., by default the claude CLI with the prompt)
 #   in <work-dir>, as a child in its own process group, output to the log;
 # - forwards TERM, INT and HUP to the worker's process group at once;
-# - appends a footer, removes the PID file only if it still holds its own PID,
-#   and exits with the worker's status (128+N when killed by signal N).
+# - appends a footer, writes the exit file (below), removes the PID file only
+#   if it still holds its own PID, and exits with the worker's status (128+N
+#   when killed by signal N).
 #
 # The worker sees PIDWATCH_STREAM_ID, PIDWATCH_INITIATIVE_ID, PIDWATCH_PROMPT,
-# PIDWATCH_WORK_DIR and PIDWATCH_LOG_FILE in its environment.
+# PIDWATCH_WORK_DIR, PIDWATCH_LOG_FILE and PIDWATCH_INVOCATION_ID in its
+# environment.
+#
+# PIDWATCH_INVOCATION_ID names this incarnation (this one start of the
+# worker): 32 lowercase hex digits, like systemd's INVOCATION_ID. pidwatch
+# passes it when it spawns the wrapper; when it is missing or malformed (a
+# start by the orchestrator), the wrapper makes one from
+# /proc/sys/kernel/random/uuid and re-executes itself with it, same PID, so
+# that /proc/<wrapper pid>/environ carries it too. Every process of the
+# incarnation inherits it; the log header shows it (`Incarnation:`).
+#
+# The exit file, <dir>/<name>.exit beside <dir>/<name>.pid (<pid-file>.exit
+# when the name does not end in .pid), is written atomically just before the
+# PID file is removed, one key=value a line:
+#   incarnation=<32 hex>   pid=<wrapper PID>   exit_status=<0..255>
+#   signal=<TERM, INT, HUP received and forwarded; else the signal that
+#          killed the worker (status > 128), KILL, SEGV, ...; else empty>
+#   ended=<ISO 8601 time, as in the footer>
+# A wrapper that is SIGKILLed writes none: an exit file of another
+# incarnation, or none, means the wrapper did not end on its own.
 
 set -u
+
+# The incarnation id, before anything with a side effect. No fork: `read`
+# from the kernel's UUID source (a version 4 UUID, 122 random bits, as
+# systemd's), dashes stripped.
+if [[ ! ${PIDWATCH_INVOCATION_ID-} =~ ^[0-9a-f]{32}$ ]]; then
+  uuid=
+  read -r uuid 2>/dev/null </proc/sys/kernel/random/uuid
+  uuid=${uuid//-/}
+  if [[ ! $uuid =~ ^[0-9a-f]{32}$ ]]; then
+    # No /proc: bash's own generator ($SRANDOM, from getrandom(2), in bash
+    # 5.1 and later; $RANDOM, 15 bits a call, before).
+    printf -v uuid '%08x%08x%08x%08x' "${SRANDOM-$RANDOM$RANDOM}" \
+      "${SRANDOM-$RANDOM$RANDOM}" "${SRANDOM-$RANDOM$RANDOM}" "${SRANDOM-$RANDOM$RANDOM}"
+    uuid=${uuid:0:32}
+  fi
+  export PIDWATCH_INVOCATION_ID=$uuid
+  # Re-execute once (the guard holds this PID, which exec keeps), and only
+  # a script read from a file: $0 still resolves, no directory was changed.
+  # When the exec fails, go on without the id in this process's environ.
+  if [ "${PIDWATCH_WRAPPER_REEXEC-}" != "$$" ] && [ -n "${BASH_SOURCE[0]-}" ]; then
+    export PIDWATCH_WRAPPER_REEXEC=$$
+    shopt -s execfail
+    # shellcheck disable=SC2093  # with execfail, a failed exec goes on here
+    exec "$BASH" -- "$0" "$@"
+    shopt -u execfail
+  fi
+fi
+unset PIDWATCH_WRAPPER_REEXEC uuid
 
 usage() {
   echo "usage: $0 <stream-id> <pid-file> <log-dir> <work-dir> <initiative-id> <prompt> [-- CMD ARGS...]" >&2
@@ -50,9 +98,13 @@ esac
 child=
 pending=
 interrupted=
+# The last signal received before the worker ended (for the exit file).
+stop_signal=
+worker_ended=
 # shellcheck disable=SC2317  # called from the traps below
 forward() {
   interrupted=yes
+  [ -n "$worker_ended" ] || stop_signal=$1
   if [ -n "$child" ]; then
     # The worker leads its own process group: signal the whole group at once.
     kill -s "$1" -- "-$child" 2>/dev/null
@@ -74,6 +126,12 @@ rule="========================================"
 # seconds with a thousand logs).
 pid_dir=${pid_file%/*}
 [ "$pid_dir" = "$pid_file" ] && pid_dir=.
+case $pid_file in
+  *.pid) exit_file=${pid_file%.pid}.exit ;;
+  *) exit_file=$pid_file.exit ;;
+esac
+# Written after the cd into the work dir: relative to here, made absolute.
+[[ $exit_file = /* ]] || exit_file=$PWD/$exit_file
 if [ ! -d "$log_dir" ] || [ ! -d "$pid_dir" ]; then
   mkdir -p -- "$log_dir" "$pid_dir" || exit 1
 fi
@@ -116,6 +174,7 @@ set_stamp
   echo "Stream: $stream_id"
   echo "Initiative: $initiative_id"
   echo "PID: $$"
+  echo "Incarnation: $PIDWATCH_INVOCATION_ID"
   echo "Working dir: $work_dir"
   echo "Log file: $log_file"
   echo "$rule"
@@ -151,6 +210,7 @@ elif cd -- "$work_dir"; then
     status=$?
     [ -n "$interrupted" ] || break
   done
+  worker_ended=yes
   # The worker is gone; what it left in its process group goes with it, so
   # that "no PID file" means "nothing left" and a restart never runs beside
   # leftovers. (The group id stays the worker's while members live.)
@@ -167,7 +227,30 @@ else
   status=1
 fi
 
+worker_ended=yes
 set_stamp
+
+# The exit file: how the worker ended, for pidwatch to tell a deliberate
+# stop from a crash once the wrapper is gone. The temp file is made afresh
+# (noclobber: never written through a file or symlink already there), then
+# renamed over the exit file (-T: never into a folder a symlink names).
+ended_by=$stop_signal
+if [ -z "$ended_by" ] && [ "$status" -gt 128 ]; then
+  ended_by=$(kill -l "$((status - 128))" 2>/dev/null) || ended_by=
+fi
+exit_tmp="$exit_file.$$.tmp"
+rm -f -- "$exit_tmp"
+set -o noclobber
+if printf 'incarnation=%s\npid=%s\nexit_status=%s\nsignal=%s\nended=%s\n' \
+  "$PIDWATCH_INVOCATION_ID" "$$" "$status" "$ended_by" "$stamp" 2>/dev/null >"$exit_tmp" &&
+  mv -fT -- "$exit_tmp" "$exit_file"; then
+  :
+else
+  rm -f -- "$exit_tmp"
+  echo "cannot write the exit file $exit_file" >>"$log_file"
+fi
+set +o noclobber
+
 {
   echo "$rule"
   echo "Worker exited: $stamp"

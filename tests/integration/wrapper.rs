@@ -1,5 +1,6 @@
 //! `wrapper/worker-wrapper.sh` on its own: signal forwarding, exit status,
-//! PID file, log header and footer, exact archiving.
+//! PID file, log header and footer, exact archiving, the incarnation id and
+//! the exit file.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -8,29 +9,44 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use pidwatch::core::ExitRecord;
+use pidwatch::observe::exitfile::{self, ExitReading};
 
 use crate::util::*;
 
 const LIMIT: Duration = Duration::from_secs(15);
 
+/// An incarnation id as pidwatch would pass it.
+const ID: &str = "0123456789abcdef0123456789abcdef";
+
 struct Run {
+    // Dropped first: the wrapper is killed before the fixture's cleanup.
+    child: Option<Wrapper>,
     fx: Fixture,
-    child: Option<Child>,
     pid: i32,
 }
 
-impl Drop for Run {
+/// The wrapper process a test started; killed and reaped when dropped.
+struct Wrapper(Child);
+
+impl Drop for Wrapper {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
 impl Run {
-    /// Starts the wrapper for stream `W` with `extra` after the six arguments.
+    /// Starts the wrapper for stream `W` with `extra` after the six
+    /// arguments, without `PIDWATCH_INVOCATION_ID` (a start by the
+    /// orchestrator).
     fn start(fx: Fixture, extra: &[&str], path: Option<&str>) -> Run {
+        Run::start_with_id(fx, extra, path, None)
+    }
+
+    /// [`Run::start`], with `PIDWATCH_INVOCATION_ID` set to `id` when given
+    /// (a start by pidwatch).
+    fn start_with_id(fx: Fixture, extra: &[&str], path: Option<&str>, id: Option<&str>) -> Run {
         let wrapper = fx.install_wrapper();
         let work = fx.work_dir("W");
         fs::create_dir_all(&work).unwrap();
@@ -52,12 +68,16 @@ impl Run {
         if let Some(path) = path {
             cmd.env("PATH", path);
         }
+        match id {
+            Some(id) => cmd.env("PIDWATCH_INVOCATION_ID", id),
+            None => cmd.env_remove("PIDWATCH_INVOCATION_ID"),
+        };
         use std::os::unix::process::CommandExt;
         let child = cmd.spawn().unwrap();
         let pid = child.id() as i32;
         Run {
+            child: Some(Wrapper(child)),
             fx,
-            child: Some(child),
             pid,
         }
     }
@@ -73,7 +93,7 @@ impl Run {
         let mut child = self.child.take().unwrap();
         let mut code = None;
         wait_for("the wrapper to exit", LIMIT, || {
-            code = child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
+            code = child.0.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
             code.is_some()
         });
         code.unwrap()
@@ -82,6 +102,59 @@ impl Run {
     fn log(&self) -> String {
         fs::read_to_string(self.fx.worker_log_path("W")).unwrap_or_default()
     }
+
+    /// The exit file beside the PID file, read by pidwatch's own reader.
+    fn exit_file(&self) -> ExitReading {
+        exitfile::read(&exitfile::path_for(&self.fx.pidfile_path("W")))
+    }
+
+    /// The exit file's record; panics when there is no valid one.
+    fn exit_record(&self) -> ExitRecord {
+        match self.exit_file() {
+            ExitReading::Valid(record) => record,
+            other => panic!("no valid exit file: {other:?}\n{}", self.log()),
+        }
+    }
+
+    /// Waits for the worker (the wrapper's child that leads its own process
+    /// group) to run `sleep`; its PID.
+    fn wait_sleeping_worker(&self) -> i32 {
+        let mut worker = None;
+        wait_for("the worker to run sleep", LIMIT, || {
+            worker = all_pids().into_iter().find(|&pid| {
+                stat_fields(pid)
+                    .is_some_and(|f| f[1] == self.pid.to_string() && f[2] == pid.to_string())
+                    && fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c.starts_with(b"sleep\0"))
+            });
+            worker.is_some()
+        });
+        worker.unwrap()
+    }
+
+    /// The time of the log's last `Worker exited:` line.
+    fn footer_time(&self) -> String {
+        let log = self.log();
+        let time = log
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("Worker exited: "));
+        time.expect(&log).to_string()
+    }
+}
+
+/// The value of `key` in `/proc/<pid>/environ` (the environment the process
+/// was executed with).
+fn environ_var(pid: i32, key: &str) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{key}=");
+    raw.split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn is_incarnation_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[test]
@@ -145,6 +218,11 @@ fn term_int_and_hup_reach_the_worker_group_at_once() {
             run.log()
         );
         assert!(!run.fx.pidfile_path("W").exists());
+        let record = run.exit_record();
+        let name = sig.as_str().trim_start_matches("SIG");
+        assert_eq!(record.signal.as_deref(), Some(name), "{record:?}");
+        assert_eq!(record.exit_status, Some(code as u8), "{record:?}");
+        assert!(record.is_deliberate_stop(), "{record:?}");
         wait_for("every process of the worker group to exit", LIMIT, || {
             processes_under(&work).is_empty()
         });
@@ -185,6 +263,10 @@ fn a_signal_before_the_worker_starts_is_not_lost() {
     assert!(!run.log().contains("started"), "{}", run.log());
     assert!(run.log().contains("Exit code: 143"), "{}", run.log());
     assert!(!run.fx.pidfile_path("W").exists());
+    let record = run.exit_record();
+    assert_eq!(record.signal.as_deref(), Some("TERM"), "{record:?}");
+    assert_eq!(record.exit_status, Some(143), "{record:?}");
+    assert!(record.is_deliberate_stop());
 }
 
 #[test]
@@ -295,4 +377,142 @@ fn bad_arguments_are_a_usage_error() {
     assert_eq!(status.code(), Some(2));
     let mut run = Run::start(fx, &["extra"], None);
     assert_eq!(run.exit_code(), 2);
+}
+
+#[test]
+fn a_wrapper_started_without_an_id_makes_one_and_carries_it_itself() {
+    // Started as the orchestrator starts it: no PIDWATCH_INVOCATION_ID.
+    let mut run = Run::start(Fixture::new(), &["--", "sh", "-c", "exec sleep 600"], None);
+    // The PID file names the process the test started: the re-exec kept it.
+    run.wait_pidfile();
+    let id = environ_var(run.pid, "PIDWATCH_INVOCATION_ID").expect("in the wrapper's environ");
+    assert!(is_incarnation_id(&id), "{id:?}");
+    let worker = run.wait_sleeping_worker();
+    assert_eq!(
+        environ_var(worker, "PIDWATCH_INVOCATION_ID").as_deref(),
+        Some(id.as_str()),
+        "the worker carries the same id"
+    );
+    assert_eq!(
+        environ_var(worker, "PIDWATCH_WRAPPER_REEXEC"),
+        None,
+        "the re-exec guard is not passed on"
+    );
+    let log = run.log();
+    let header: Vec<&str> = log.lines().collect();
+    let at = header
+        .iter()
+        .position(|l| *l == format!("PID: {}", run.pid))
+        .expect(&log);
+    assert_eq!(header[at + 1], format!("Incarnation: {id}"), "{log}");
+
+    // Stopped as `kill PID` stops it: the exit file says so.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid), Signal::SIGTERM).unwrap();
+    assert_eq!(run.exit_code(), 143);
+    assert_eq!(
+        exitfile::path_for(&run.fx.pidfile_path("W")),
+        run.fx.dir.join("pids/W.exit")
+    );
+    let record = run.exit_record();
+    assert_eq!(
+        record,
+        ExitRecord {
+            incarnation: id,
+            pid: run.pid,
+            exit_status: Some(143),
+            signal: Some("TERM".into()),
+            ended: Some(run.footer_time()),
+        }
+    );
+    assert!(record.is_deliberate_stop());
+}
+
+#[test]
+fn a_given_id_is_kept_and_a_malformed_one_replaced() {
+    let upper = ID.to_uppercase();
+    for given in [ID, upper.as_str(), "", "0123"] {
+        let mut run = Run::start_with_id(
+            Fixture::new(),
+            &["--", "sh", "-c", "echo \"id: $PIDWATCH_INVOCATION_ID\""],
+            None,
+            Some(given),
+        );
+        assert_eq!(run.exit_code(), 0);
+        let id = run.exit_record().incarnation;
+        if given == ID {
+            assert_eq!(id, ID);
+        } else {
+            assert!(
+                is_incarnation_id(&id) && id != ID.to_lowercase(),
+                "{given:?}: {id}"
+            );
+        }
+        for needle in [format!("Incarnation: {id}"), format!("id: {id}")] {
+            assert!(run.log().contains(&needle), "{needle:?} in {}", run.log());
+        }
+    }
+}
+
+#[test]
+fn the_exit_file_tells_how_the_worker_ended() {
+    for (script, code, signal) in [
+        ("exit 0", 0, None),
+        ("exit 3", 3, None),
+        // The worker itself SIGKILLed (the OOM killer's way): a crash.
+        ("kill -9 $$", 137, Some("KILL")),
+    ] {
+        let mut run =
+            Run::start_with_id(Fixture::new(), &["--", "sh", "-c", script], None, Some(ID));
+        assert_eq!(run.exit_code(), code, "{script}");
+        assert!(!run.fx.pidfile_path("W").exists(), "{script}");
+        let record = run.exit_record();
+        assert_eq!(
+            record,
+            ExitRecord {
+                incarnation: ID.into(),
+                pid: run.pid,
+                exit_status: Some(code as u8),
+                signal: signal.map(str::to_string),
+                ended: Some(run.footer_time()),
+            },
+            "{script}"
+        );
+        assert!(!record.is_deliberate_stop(), "{script}");
+        // Only the exit file is left beside where the PID file was.
+        let left: Vec<String> = fs::read_dir(run.fx.dir.join("pids"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["W.exit"], "{script}");
+    }
+}
+
+#[test]
+fn a_sigkilled_wrapper_leaves_no_exit_file_of_its_own() {
+    // Without an earlier exit file: none at all.
+    let mut run = Run::start(Fixture::new(), &["--", "sh", "-c", "exec sleep 600"], None);
+    run.wait_pidfile();
+    let worker = run.wait_sleeping_worker();
+    kill9(run.pid);
+    assert_eq!(run.exit_code(), -1, "killed by a signal");
+    assert_eq!(run.exit_file(), ExitReading::Missing);
+    kill_tree(worker);
+
+    // With the exit file of an earlier incarnation: it is left as it was,
+    // and names that incarnation, not the killed one.
+    let mut earlier = Run::start(Fixture::new(), &["--", "true"], None);
+    assert_eq!(earlier.exit_code(), 0);
+    let old = earlier.exit_record();
+    let Run { fx, .. } = earlier;
+    let mut run = Run::start(fx, &["--", "sh", "-c", "exec sleep 600"], None);
+    run.wait_pidfile();
+    let id = environ_var(run.pid, "PIDWATCH_INVOCATION_ID").unwrap();
+    let worker = run.wait_sleeping_worker();
+    kill9(run.pid);
+    assert_eq!(run.exit_code(), -1);
+    let left = run.exit_record();
+    assert_eq!(left, old, "the earlier incarnation's file, untouched");
+    assert_ne!(left.incarnation, id);
+    assert_ne!(left.pid, run.pid);
+    kill_tree(worker);
 }
