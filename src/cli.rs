@@ -194,6 +194,24 @@ pub struct RestartArgs {
     /// Log and print what would be done; do nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// How incarnations are held: `cgroup` (each in its own cgroup v2, where
+    /// a delegated subtree can be written), `session` (its own session and
+    /// its incarnation id), or `auto` (a cgroup where one can be had)
+    #[arg(long, env = "PIDWATCH_CONTAINMENT", value_enum, default_value_t = Containment::Auto, value_name = "HOW")]
+    pub containment: Containment,
+}
+
+/// How spawned incarnations are contained (`--containment`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Containment {
+    /// A cgroup where one can be had, else the session; says which at start.
+    #[default]
+    Auto,
+    /// Always a cgroup; an error where none can be created.
+    Cgroup,
+    /// Never a cgroup: the session and the incarnation id.
+    Session,
 }
 
 impl Default for RestartArgs {
@@ -209,6 +227,7 @@ impl Default for RestartArgs {
             worker_command: None,
             wrapper: None,
             dry_run: false,
+            containment: Containment::Auto,
         }
     }
 }

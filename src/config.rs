@@ -5,6 +5,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::cli::Containment;
 use crate::cli::{ColorChoice, GlobalArgs, RestartArgs};
 use crate::core::Policy;
 use crate::error::{Error, Result};
@@ -74,6 +75,8 @@ pub struct SpawnSettings {
     pub worker_command: Option<String>,
     /// Plan and log, but do nothing.
     pub dry_run: bool,
+    /// How spawned incarnations are contained.
+    pub containment: Containment,
 }
 
 /// All settings of one command.
@@ -275,6 +278,7 @@ pub fn resolve(global: &GlobalArgs, restart: &RestartArgs, env: &Environment) ->
         stop_timeout: seconds("--stop-timeout", restart.stop_timeout)?,
         worker_command: restart.worker_command.clone().filter(|c| !c.is_empty()),
         dry_run: restart.dry_run,
+        containment: restart.containment,
     };
     let journal = env.journal_stream;
     let color = color_enabled(global, env);

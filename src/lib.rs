@@ -29,6 +29,7 @@ pub mod daemon;
 pub mod error;
 pub mod observe;
 pub mod output;
+pub mod pass;
 pub mod render;
 pub mod store;
 

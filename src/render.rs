@@ -30,9 +30,12 @@ use crate::observe::taskdb::Initiative;
 pub struct StatusExtra {
     /// Seconds since the running process started (`None` when not running).
     pub uptime_seconds: Option<u64>,
-    /// Resident set size of the running process, bytes (sysinfo).
+    /// Memory of the worker's live processes, bytes: `memory.current` of
+    /// its cgroup where the memory controller is on, else their resident
+    /// set sizes summed (sysinfo).
     pub rss_bytes: Option<u64>,
-    /// CPU use of the running process since the previous refresh, percent of one core (sysinfo).
+    /// CPU use of the worker's live processes over the incarnation's life,
+    /// percent of one core (the cgroup's `cpu.stat`, or sysinfo summed).
     pub cpu_percent: Option<f32>,
     /// Restart attempts counted against the cap.
     pub attempts: u32,
@@ -40,6 +43,25 @@ pub struct StatusExtra {
     pub max_restarts: u32,
     /// The newest journal event: `(time RFC 3339, kind, detail)`.
     pub last_event: Option<LastEvent>,
+    /// The current incarnation's id, when one is recorded.
+    pub incarnation: Option<String>,
+    /// Where the figures come from: `cgroup` (the incarnation's cgroup,
+    /// every process of it) or `processes` (the live processes listed).
+    pub resources_from: Option<&'static str>,
+    /// CPU time used by the incarnation's live processes, seconds.
+    pub cpu_seconds: Option<f64>,
+    /// The worker's live processes: its incarnation's (wrapper, worker and
+    /// what they started), or an orphaned or given-up worker's leftovers.
+    pub processes: Vec<ProcessJson>,
+}
+
+/// One live process of a worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessJson {
+    /// Its PID.
+    pub pid: i32,
+    /// Its command name (field 2 of `/proc/<pid>/stat`).
+    pub comm: String,
 }
 
 /// The newest journal event of a worker.
@@ -84,6 +106,8 @@ pub struct Summary {
     pub completed: usize,
     /// Workers never started.
     pub not_started: usize,
+    /// Workers stopped on purpose.
+    pub stopped: usize,
     /// Workers waiting on a dependency.
     pub waiting: usize,
     /// Workers given up.
@@ -101,6 +125,7 @@ impl Summary {
                 Verdict::Running => &mut s.running,
                 Verdict::Completed => &mut s.completed,
                 Verdict::NotStarted => &mut s.not_started,
+                Verdict::Stopped => &mut s.stopped,
                 Verdict::Waiting => &mut s.waiting,
                 Verdict::GivenUp => &mut s.given_up,
                 Verdict::Dead => &mut s.dead,
@@ -114,12 +139,20 @@ impl Summary {
         let total = self.running
             + self.completed
             + self.not_started
+            + self.stopped
             + self.waiting
             + self.given_up
             + self.dead;
         format!(
-            "{total} worker(s): {} running, {} completed, {} not started, {} waiting, {} given up, {} dead",
-            self.running, self.completed, self.not_started, self.waiting, self.given_up, self.dead
+            "{total} worker(s): {} running, {} completed, {} not started, {} stopped, {} waiting, \
+             {} given up, {} dead",
+            self.running,
+            self.completed,
+            self.not_started,
+            self.stopped,
+            self.waiting,
+            self.given_up,
+            self.dead
         )
     }
 }
@@ -202,7 +235,9 @@ impl Report {
             .to_vec(),
         ];
         if status {
-            rows[0].extend(["UPTIME", "RSS", "CPU", "RESTARTS", "LAST EVENT"].map(String::from));
+            rows[0].extend(
+                ["UPTIME", "PROCS", "RSS", "CPU", "RESTARTS", "LAST EVENT"].map(String::from),
+            );
         }
         for w in &self.workers {
             let reason = match (&w.reason, &w.detail) {
@@ -228,6 +263,11 @@ impl Report {
             ];
             if let Some(s) = &w.status {
                 row.push(s.uptime_seconds.map_or("-".into(), human_duration));
+                row.push(if s.processes.is_empty() {
+                    "-".into()
+                } else {
+                    s.processes.len().to_string()
+                });
                 row.push(
                     s.rss_bytes
                         .map_or("-".into(), |b| format!("{:.1}M", b as f64 / 1048576.0)),
@@ -284,6 +324,7 @@ fn paint(verdict: Verdict, text: &str) -> String {
         Verdict::Running => text.green().to_string(),
         Verdict::Completed => text.cyan().to_string(),
         Verdict::NotStarted => text.dimmed().to_string(),
+        Verdict::Stopped => text.blue().to_string(),
         Verdict::Waiting => text.yellow().to_string(),
         Verdict::GivenUp => text.magenta().bold().to_string(),
         Verdict::Dead => text.red().bold().to_string(),

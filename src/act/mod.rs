@@ -1,18 +1,24 @@
-//! `act`: carries out the actions of a decision, and records each step in the
-//! state DB and `monitor.log`.
+//! `act`: carries out the actions of a decision, records each step in the
+//! state DB and `monitor.log`, and reports facts back to the pass. It never
+//! decides: what to stop, when to spawn and whether to give up come from
+//! `decide`.
 
+pub mod child;
 pub mod spawn;
 
 use std::collections::BTreeMap;
 
-use crate::act::spawn::{SpawnOutcome, WrapperCall};
-use crate::config::Settings;
-use crate::core::{Action, Decision, Reason, RestartRecord, Snapshot, Verdict, liveness};
+use chrono::Utc;
+
+use crate::config::{Containment, Settings};
+use crate::core::{Action, Ending, Incarnation, Member, Origin, ProcessId, RestartAttempt};
 use crate::observe::Observer;
+use crate::observe::cgroup::{Cgroup, Delegation};
 use crate::observe::pidfile;
 use crate::observe::taskdb::Stream;
 use crate::store::monitor_log::{Level, MonitorLog};
-use crate::store::statedb::{EventKind, NewEvent, StateDb};
+use crate::store::statedb::{EventKind, NewEvent, StateDb, describe_ending};
+use spawn::{SpawnOutcome, WrapperCall};
 
 /// A wrapper the monitor started, to be reaped when it exits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,15 +29,87 @@ pub struct Spawned {
     pub pid: i32,
 }
 
+/// What happened when an action was carried out, for the pass to feed back
+/// into the next decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact {
+    /// The old incarnation's processes were sent their signals, as part of
+    /// restart attempt `attempt` (counted now).
+    OldStopped {
+        /// The worker id.
+        worker: String,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// A new incarnation runs: its PID file names the wrapper spawned.
+    Restarted {
+        /// The worker id.
+        worker: String,
+        /// The wrapper's PID.
+        pid: i32,
+    },
+    /// A restart failed; the attempt stays counted.
+    Failed {
+        /// The worker id.
+        worker: String,
+    },
+}
+
+/// Where new incarnations go: their own cgroup, or (without one) their own
+/// session and the incarnation id in their environment.
+pub enum Placement {
+    /// Each incarnation in a cgroup under this delegated base.
+    Cgroup(Delegation),
+    /// No cgroup: the session and the incarnation id.
+    Session,
+}
+
+impl Placement {
+    /// Chooses the placement for `--containment` (ARCHITECTURE.md,
+    /// "Containment"): `auto` takes a cgroup where one can be had,
+    /// `cgroup` insists, `session` never tries. Returns it and one line
+    /// saying which, and why, for the log.
+    ///
+    /// Errors: `cgroup` was asked for and none can be had (the reason).
+    pub fn choose(containment: Containment) -> Result<(Placement, String), String> {
+        match containment {
+            Containment::Session => Ok((
+                Placement::Session,
+                "containment: session (asked for); workers are told apart by their incarnation id"
+                    .into(),
+            )),
+            Containment::Cgroup => Delegation::probe(true)
+                .map(|d| {
+                    let line = format!("containment: cgroup, under {}", d.base().display());
+                    (Placement::Cgroup(d), line)
+                })
+                .map_err(|why| format!("--containment cgroup: {why}")),
+            Containment::Auto => Ok(match Delegation::probe(false) {
+                Ok(d) => {
+                    let line = format!("containment: cgroup, under {}", d.base().display());
+                    (Placement::Cgroup(d), line)
+                }
+                Err(why) => (
+                    Placement::Session,
+                    format!(
+                        "containment: session ({why}); workers are told apart by their incarnation id"
+                    ),
+                ),
+            }),
+        }
+    }
+}
+
 /// Carries out actions for one orchestrator dir and initiative.
 pub struct Actor<'a> {
     settings: &'a Settings,
     observer: &'a Observer,
     state: Option<&'a StateDb>,
+    placement: &'a Placement,
     /// Wrappers started by this actor, for the caller to reap.
     pub spawned: Vec<Spawned>,
-    /// Workers restarted, with the PID of their new PID file.
-    pub restarted: Vec<(String, i32)>,
+    /// What happened, in order.
+    pub facts: Vec<Fact>,
     /// Called between actions, to show the caller that work goes on (the
     /// monitor feeds the systemd watchdog from it).
     pub progress: Option<&'a dyn Fn()>,
@@ -39,13 +117,19 @@ pub struct Actor<'a> {
 
 impl<'a> Actor<'a> {
     /// An actor; `state` is `None` when nothing may be recorded (dry run).
-    pub fn new(settings: &'a Settings, observer: &'a Observer, state: Option<&'a StateDb>) -> Self {
+    pub fn new(
+        settings: &'a Settings,
+        observer: &'a Observer,
+        state: Option<&'a StateDb>,
+        placement: &'a Placement,
+    ) -> Self {
         Actor {
             settings,
             observer,
             state,
+            placement,
             spawned: Vec::new(),
-            restarted: Vec::new(),
+            facts: Vec::new(),
             progress: None,
         }
     }
@@ -56,9 +140,9 @@ impl<'a> Actor<'a> {
 
     /// Records verdicts that changed since the last recorded pass, and
     /// journals `dead_detected` for workers that became dead or given up.
-    pub fn record_verdicts(&self, snapshot: &Snapshot, decision: &Decision) {
+    pub fn record_verdicts(&self, at: chrono::DateTime<Utc>, decision: &crate::core::Decision) {
         let Some(state) = self.state else { return };
-        let changed: Vec<(&str, Verdict, Option<i32>, Option<String>)> = decision
+        let changed: Vec<(&str, crate::core::Verdict, Option<i32>, Option<String>)> = decision
             .workers
             .iter()
             .filter(|w| w.changed)
@@ -71,55 +155,80 @@ impl<'a> Actor<'a> {
                 )
             })
             .collect();
-        if let Err(e) = state.record_verdicts(snapshot.now, self.initiative(), &changed) {
+        if let Err(e) = state.record_verdicts(at, self.initiative(), &changed) {
             crate::output::print_stderr(&format!("pidwatch: {e}"));
         }
     }
 
     fn journal(&self, kind: EventKind, event: NewEvent<'_>) {
         if let Some(state) = self.state
-            && let Err(e) = state.journal(spawn::now(), Some(self.initiative()), kind, event)
+            && let Err(e) = state.journal(Utc::now(), Some(self.initiative()), kind, event)
         {
             crate::output::print_stderr(&format!("pidwatch: {e}"));
         }
     }
 
-    /// Carries out every action of `decision`, in order. `streams` gives the
-    /// names, dependencies and open tasks for the restart prompts.
+    /// Carries out `actions`, in order. `streams` gives the names,
+    /// dependencies and open tasks for the restart prompts.
     pub fn act(
         &mut self,
         log: &mut MonitorLog,
-        decision: &Decision,
+        actions: &[Action],
         streams: &BTreeMap<String, Stream>,
     ) {
         let dry_run = self.settings.spawn.dry_run;
-        for action in &decision.actions {
+        for action in actions {
             if let Some(progress) = self.progress {
                 progress();
             }
+            if dry_run {
+                if let Some(line) = dry_run_line(action) {
+                    log.log(Level::Info, &format!("[dry-run] {line}"));
+                }
+                continue;
+            }
             match action {
+                Action::Adopt {
+                    worker,
+                    wrapper,
+                    invocation,
+                    session,
+                } => self.adopt(log, worker, *wrapper, invocation.as_deref(), *session),
+                Action::EndIncarnation {
+                    worker,
+                    incarnation,
+                    ending,
+                } => self.end(log, worker, incarnation, ending),
+                Action::StopOld {
+                    worker,
+                    members,
+                    cgroups,
+                    restart,
+                } => self.stop_old(log, worker, members, cgroups, *restart),
+                Action::Spawn { worker, restart } => {
+                    if let Some(stream) = streams.get(worker) {
+                        self.spawn(log, stream, *restart);
+                    }
+                }
+                Action::RestartFailed {
+                    worker,
+                    attempt,
+                    why,
+                } => self.failed(log, worker, *attempt, why.clone()),
                 Action::GiveUp { worker, max } => {
                     log.log(
                         Level::Error,
                         &format!("Worker {worker} has reached max restart limit ({max})"),
                     );
-                    if let (Some(state), false) = (self.state, dry_run) {
+                    if let Some(state) = self.state {
                         let detail = format!("{max} restart attempt(s) used");
-                        if let Err(e) =
-                            state.give_up(spawn::now(), self.initiative(), worker, detail)
+                        if let Err(e) = state.give_up(Utc::now(), self.initiative(), worker, detail)
                         {
                             log.log(Level::Error, &e.to_string());
                         }
                     }
                 }
                 Action::ResetAttempts { worker } => {
-                    if dry_run {
-                        log.log(
-                            Level::Info,
-                            &format!("[dry-run] would reset restart attempts of {worker}"),
-                        );
-                        continue;
-                    }
                     log.log(
                         Level::Info,
                         &format!(
@@ -129,7 +238,7 @@ impl<'a> Actor<'a> {
                     );
                     if let Some(state) = self.state
                         && let Err(e) = state.reset(
-                            spawn::now(),
+                            Utc::now(),
                             self.initiative(),
                             worker,
                             EventKind::AttemptsReset,
@@ -139,76 +248,174 @@ impl<'a> Actor<'a> {
                         log.log(Level::Error, &e.to_string());
                     }
                 }
-                Action::Restart {
-                    worker,
-                    attempt,
-                    max,
-                } => {
-                    if dry_run {
-                        log.log(
-                            Level::Info,
-                            &format!(
-                                "[dry-run] would restart worker {worker} (attempt {attempt}/{max})"
-                            ),
-                        );
-                        continue;
-                    }
-                    if let Some(stream) = streams.get(worker) {
-                        self.restart(log, stream, *attempt, *max);
-                    }
-                }
             }
         }
     }
 
-    /// One restart, step by step (DESIGN.md, "Restart policy").
-    fn restart(&mut self, log: &mut MonitorLog, stream: &Stream, attempt: u32, max: u32) {
-        let worker = stream.id.as_str();
-        // 1. Look again at what changes fast, the PID file and the process:
-        // no restart on a stale view. (Tasks and dependencies were read by
-        // this same pass.) Survivors of the old worker all started before
-        // this moment.
-        let started_by = self.observer.procfs.now_ticks();
-        let fresh = self
-            .observer
-            .observe_worker(stream, RestartRecord::default());
-        let (alive, old_pid) = liveness(&fresh);
-        let reason = match alive {
-            Ok(()) => {
-                log.log(
-                    Level::Info,
-                    &format!("Worker {worker} is running again; restart not needed"),
-                );
-                return;
-            }
-            Err(Reason::InvalidPidfile(why)) => {
-                log.log(
-                    Level::Warning,
-                    &format!("Worker {worker}'s PID file became invalid ({why}); not restarted"),
-                );
-                return;
-            }
-            Err(reason) => Some(reason),
+    fn adopt(
+        &mut self,
+        log: &mut MonitorLog,
+        worker: &str,
+        wrapper: ProcessId,
+        invocation: Option<&str>,
+        session: Option<i32>,
+    ) {
+        let Some(state) = self.state else { return };
+        let inc = Incarnation {
+            id: invocation.map_or_else(new_incarnation_id, str::to_string),
+            origin: Origin::Adopted,
+            wrapper: Some(wrapper),
+            boot_id: self.observer.boot_id.clone(),
+            session,
+            cgroup: None,
+            started_at: Utc::now(),
+            attempt: None,
+            ending: None,
         };
+        match state.record_incarnation(self.initiative(), worker, &inc) {
+            Ok(()) => log.file_only(
+                Level::Info,
+                &format!(
+                    "Adopted worker {worker} (PID {}), started by another program (incarnation {})",
+                    wrapper.pid, inc.id
+                ),
+            ),
+            Err(e) => log.log(Level::Error, &e.to_string()),
+        }
+    }
 
-        // 2. Count the attempt before anything can fail or crash.
+    fn end(&mut self, log: &mut MonitorLog, worker: &str, incarnation: &str, ending: &Ending) {
+        let Some(state) = self.state else { return };
+        let level = if ending.stopped {
+            Level::Info
+        } else {
+            Level::Warning
+        };
+        log.file_only(
+            level,
+            &format!("Worker {worker} ended: {}", describe_ending(ending)),
+        );
+        if let Err(e) = state.end_incarnation(self.initiative(), worker, incarnation, ending) {
+            log.log(Level::Error, &e.to_string());
+        }
+    }
+
+    /// Counts attempt `restart` unless counted: logs `Restarting worker …`
+    /// and records it before anything can fail or crash. Returns false when
+    /// it could not be recorded (then nothing is started).
+    fn count(&mut self, log: &mut MonitorLog, worker: &str, restart: RestartAttempt) -> bool {
+        if restart.counted {
+            return true;
+        }
         log.log(
             Level::Info,
-            &format!("Restarting worker {worker} (attempt {attempt}/{max})"),
+            &format!(
+                "Restarting worker {worker} (attempt {}/{})",
+                restart.attempt, restart.max
+            ),
         );
         if let Some(state) = self.state
-            && let Err(e) = state.record_attempt(spawn::now(), self.initiative(), worker, attempt)
+            && let Err(e) =
+                state.record_attempt(Utc::now(), self.initiative(), worker, restart.attempt)
         {
             log.log(
                 Level::Error,
                 &format!("Failed to restart worker {worker}: {e}"),
             );
+            return false;
+        }
+        true
+    }
+
+    fn stop_old(
+        &mut self,
+        log: &mut MonitorLog,
+        worker: &str,
+        members: &[Member],
+        cgroups: &[String],
+        restart: Option<RestartAttempt>,
+    ) {
+        if let Some(restart) = restart
+            && !self.count(log, worker, restart)
+        {
+            self.facts.push(Fact::Failed {
+                worker: worker.to_string(),
+            });
             return;
         }
+        let report = spawn::stop_members(
+            &self.observer.procfs,
+            members,
+            cgroups,
+            self.settings.spawn.stop_timeout,
+        );
+        let list = |v: &[i32]| {
+            v.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut detail = format!("SIGTERM to {}", list(&report.terminated));
+        if !report.killed.is_empty() {
+            detail.push_str(&format!("; SIGKILL to {}", list(&report.killed)));
+        }
+        for cg in &report.cgroups_killed {
+            detail.push_str(&format!("; cgroup.kill on {cg}"));
+        }
+        log.log(
+            Level::Warning,
+            &format!("Stopped survivors of worker {worker}: {detail}"),
+        );
+        self.journal(
+            EventKind::SurvivorsStopped,
+            NewEvent {
+                worker: Some(worker),
+                attempt: restart.map(|r| r.attempt),
+                detail: Some(detail),
+                ..NewEvent::default()
+            },
+        );
+        if let Some(restart) = restart {
+            self.facts.push(Fact::OldStopped {
+                worker: worker.to_string(),
+                attempt: restart.attempt,
+            });
+        }
+    }
 
-        match self.prepare_and_spawn(log, stream, reason, old_pid, started_by) {
+    fn failed(&mut self, log: &mut MonitorLog, worker: &str, attempt: u32, why: String) {
+        log.log(
+            Level::Error,
+            &format!("Failed to restart worker {worker}: {why}"),
+        );
+        self.journal(
+            EventKind::RestartFailed,
+            NewEvent {
+                worker: Some(worker),
+                attempt: Some(attempt),
+                detail: Some(why),
+                ..NewEvent::default()
+            },
+        );
+        self.facts.push(Fact::Failed {
+            worker: worker.to_string(),
+        });
+    }
+
+    /// Starts a new incarnation: counts the attempt, records the
+    /// incarnation before the spawn (so a monitor that dies meanwhile finds
+    /// it), spawns the wrapper in its cgroup or session, and waits for the
+    /// PID file to name it.
+    fn spawn(&mut self, log: &mut MonitorLog, stream: &Stream, restart: RestartAttempt) {
+        let worker = stream.id.as_str();
+        if !self.count(log, worker, restart) {
+            self.facts.push(Fact::Failed {
+                worker: worker.to_string(),
+            });
+            return;
+        }
+        match self.spawn_incarnation(log, stream, restart.attempt) {
             Ok(pid) => {
-                self.restarted.push((worker.to_string(), pid));
                 log.log(
                     Level::Success,
                     &format!("Worker {worker} restarted (PID: {pid})"),
@@ -217,103 +424,70 @@ impl<'a> Actor<'a> {
                 // next pass is journaled as a death of its own.
                 if let Some(state) = self.state
                     && let Err(e) = state.record_restarted(
-                        spawn::now(),
+                        Utc::now(),
                         self.initiative(),
                         worker,
                         pid,
-                        attempt,
+                        restart.attempt,
                     )
                 {
                     log.log(Level::Error, &e.to_string());
                 }
+                self.facts.push(Fact::Restarted {
+                    worker: worker.to_string(),
+                    pid,
+                });
             }
-            Err(why) => {
-                log.log(
-                    Level::Error,
-                    &format!("Failed to restart worker {worker}: {why}"),
-                );
-                self.journal(
-                    EventKind::RestartFailed,
-                    NewEvent {
-                        worker: Some(worker),
-                        attempt: Some(attempt),
-                        detail: Some(why),
-                        ..NewEvent::default()
-                    },
-                );
-            }
+            Err(why) => self.failed(log, worker, restart.attempt, why),
         }
     }
 
-    /// Steps 3 to 6: stop survivors, ensure the work dir, spawn, wait for the
-    /// PID file. Returns the new PID, or why it failed.
-    fn prepare_and_spawn(
+    fn spawn_incarnation(
         &mut self,
         log: &mut MonitorLog,
         stream: &Stream,
-        reason: Option<Reason>,
-        old_pid: Option<i32>,
-        started_by: u64,
+        attempt: u32,
     ) -> Result<i32, String> {
         let worker = stream.id.as_str();
         let paths = &self.observer.paths;
         let procfs = &self.observer.procfs;
-
-        // 3. Survivors of the old session or process group. Only when the old
-        // PID is gone or a zombie: then the kernel cannot have given that id
-        // to anyone else while members remain.
-        match (reason, old_pid) {
-            (Some(Reason::NoSuchProcess | Reason::Zombie), Some(leader)) => {
-                let report = spawn::stop_group(
-                    procfs,
-                    leader,
-                    self.settings.spawn.stop_timeout,
-                    Some(started_by),
-                )
-                    .map_err(|e| format!("listing survivors of PID {leader}: {e}"))?;
-                if !report.terminated.is_empty() {
-                    let list = |v: &[i32]| {
-                        v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
-                    };
-                    let detail = if report.killed.is_empty() {
-                        format!("SIGTERM to {}", list(&report.terminated))
-                    } else {
-                        format!(
-                            "SIGTERM to {}; SIGKILL to {}",
-                            list(&report.terminated),
-                            list(&report.killed)
-                        )
-                    };
+        let work_dir = spawn::ensure_work_dir(&paths.project_root, worker)?;
+        let id = new_incarnation_id();
+        let cgroup = match self.placement {
+            Placement::Cgroup(delegation) => match delegation.create(&cgroup_name(worker, &id)) {
+                Ok(cg) => Some(cg),
+                Err(e) => {
                     log.log(
                         Level::Warning,
-                        &format!("Stopped survivors of worker {worker} (group {leader}): {detail}"),
+                        &format!(
+                            "cannot create a cgroup for worker {worker} under {}: {e}; \
+                             it runs in its own session",
+                            delegation.base().display()
+                        ),
                     );
-                    self.journal(
-                        EventKind::SurvivorsStopped,
-                        NewEvent {
-                            worker: Some(worker),
-                            pid: Some(leader),
-                            detail: Some(detail),
-                            ..NewEvent::default()
-                        },
-                    );
+                    None
                 }
-            }
-            (Some(Reason::PidReused), Some(pid)) => log.log(
-                Level::Warning,
-                &format!(
-                    "PID {pid} of worker {worker} now belongs to another process; it is not signalled"
-                ),
-            ),
-            _ => {}
+            },
+            Placement::Session => None,
+        };
+        let inc = Incarnation {
+            id: id.clone(),
+            origin: Origin::Spawned,
+            wrapper: None,
+            boot_id: self.observer.boot_id.clone(),
+            session: None,
+            cgroup: cgroup.as_ref().map(|c| c.path().display().to_string()),
+            started_at: Utc::now(),
+            attempt: Some(attempt),
+            ending: None,
+        };
+        if let Some(state) = self.state {
+            state
+                .record_incarnation(self.initiative(), worker, &inc)
+                .map_err(|e| e.to_string())?;
         }
 
-        // 4. The work dir.
-        let work_dir = spawn::ensure_work_dir(&paths.project_root, worker)?;
-
-        // 5. Spawn the wrapper.
         let pid_file = pidfile::path_for(&paths.pid_dir, worker);
-        let before = pidfile::read(&pid_file, procfs.pid_max());
         let prompt = prompt_for(stream, &self.observer.initiative);
         let call = WrapperCall {
             wrapper: &paths.wrapper,
@@ -327,41 +501,43 @@ impl<'a> Actor<'a> {
         };
         std::fs::create_dir_all(&paths.pid_dir)
             .map_err(|e| format!("creating {}: {e}", paths.pid_dir.display()))?;
+        let procs_writer = match &cgroup {
+            Some(cg) => Some(
+                cg.procs_writer()
+                    .map_err(|e| format!("opening {}/cgroup.procs: {e}", cg.path().display()))?,
+            ),
+            None => None,
+        };
         let child = call
-            .spawn()
+            .spawn_incarnation(Some(&id), procs_writer.as_ref())
             .map_err(|e| format!("cannot run wrapper {}: {e}", paths.wrapper.display()))?;
+        drop(procs_writer);
         self.spawned.push(Spawned {
             worker: worker.to_string(),
             pid: child,
         });
+        // Our own unreaped child: its PID and start time are its until we
+        // reap it, and it leads the session it made.
+        if let Ok(Some(stat)) = procfs.stat(child)
+            && let Some(state) = self.state
+        {
+            let wrapper = ProcessId {
+                pid: child,
+                start_ticks: stat.start_ticks,
+            };
+            if let Err(e) = state.set_wrapper(&id, wrapper, Some(child)) {
+                log.log(Level::Error, &e.to_string());
+            }
+        }
 
-        // 6. Success is a new PID file naming a live process.
-        match spawn::wait_for_pidfile(
-            procfs,
-            &pid_file,
-            &before,
-            child,
-            self.settings.spawn.spawn_timeout,
-        ) {
+        // Success is the PID file naming this very wrapper.
+        match spawn::wait_for_pidfile(procfs, &pid_file, child, self.settings.spawn.spawn_timeout) {
             SpawnOutcome::Running(pid) => Ok(pid),
             SpawnOutcome::TimedOut => {
                 // A wrapper too slow to count must not live on: a later
                 // attempt would make it a second instance. It is our own
-                // unreaped child, so its session id is ours to stop.
-                let _ = spawn::stop_group(procfs, child, self.settings.spawn.stop_timeout, None);
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(child),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-                while std::time::Instant::now() < deadline {
-                    if spawn::try_reap(child).is_some() {
-                        // Reaped here; otherwise the monitor's loop reaps it.
-                        self.spawned.retain(|s| s.pid != child);
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
+                // unreaped child, so its session and cgroup are ours to stop.
+                self.stop_spawned(child, cgroup.as_ref());
                 Err(format!(
                     "no PID file naming a live process within {:.1} s; wrapper PID {child} stopped",
                     self.settings.spawn.spawn_timeout.as_secs_f64()
@@ -369,6 +545,14 @@ impl<'a> Actor<'a> {
             }
             SpawnOutcome::WrapperExited(status) => {
                 self.spawned.retain(|s| s.pid != child);
+                if let Some(cg) = &cgroup {
+                    let _ = spawn::stop_members(
+                        procfs,
+                        &[],
+                        &[cg.path().display().to_string()],
+                        self.settings.spawn.stop_timeout,
+                    );
+                }
                 self.journal(
                     EventKind::ChildExited,
                     NewEvent {
@@ -379,11 +563,102 @@ impl<'a> Actor<'a> {
                     },
                 );
                 Err(format!(
-                    "wrapper exited ({status}) before a PID file naming a live process appeared"
+                    "wrapper exited ({status}) before its PID file named it"
                 ))
             }
         }
     }
+
+    /// Stops a wrapper this actor spawned and everything of its incarnation.
+    fn stop_spawned(&mut self, child: i32, cgroup: Option<&Cgroup>) {
+        let procfs = &self.observer.procfs;
+        let timeout = self.settings.spawn.stop_timeout;
+        match cgroup {
+            Some(cg) => {
+                let _ =
+                    spawn::stop_members(procfs, &[], &[cg.path().display().to_string()], timeout);
+            }
+            None => {
+                let _ = spawn::stop_own_session(procfs, child, timeout);
+            }
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while std::time::Instant::now() < deadline {
+            if spawn::try_reap(child).is_some() {
+                // Reaped here; otherwise the monitor's loop reaps it.
+                self.spawned.retain(|s| s.pid != child);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+/// The line a dry run logs for an action, if any.
+fn dry_run_line(action: &Action) -> Option<String> {
+    match action {
+        Action::StopOld {
+            worker,
+            members,
+            restart,
+            ..
+        } => {
+            let pids = members
+                .iter()
+                .map(|m| m.process.pid.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            Some(match restart {
+                Some(r) => format!(
+                    "would restart worker {worker} (attempt {}/{}), after stopping its \
+                     earlier incarnation: PIDs {pids}",
+                    r.attempt, r.max
+                ),
+                None => format!("would stop the earlier incarnation of {worker}: PIDs {pids}"),
+            })
+        }
+        Action::Spawn { worker, restart } => Some(format!(
+            "would restart worker {worker} (attempt {}/{})",
+            restart.attempt, restart.max
+        )),
+        Action::ResetAttempts { worker } => {
+            Some(format!("would reset restart attempts of {worker}"))
+        }
+        Action::GiveUp { worker, max } => Some(format!(
+            "would give worker {worker} up: it reached max restart limit ({max})"
+        )),
+        _ => None,
+    }
+}
+
+/// A new incarnation id: 128 random bits from getrandom(2), as 32 lowercase
+/// hex digits.
+pub fn new_incarnation_id() -> String {
+    let mut bytes = [0u8; 16];
+    if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).is_err() {
+        // getrandom(2) cannot fail on Linux ≥ 3.17 once the pool is ready;
+        // should it, the boot-unique clock and PID still give a unique id.
+        let now = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128;
+        bytes = (now ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cgroup name of an incarnation: the worker id reduced to letters,
+/// digits, `-` and `_` (at most 64), a dot, and the incarnation id.
+pub fn cgroup_name(worker: &str, id: &str) -> String {
+    let safe: String = worker
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    format!("{safe}.{id}")
 }
 
 /// The prompt a restarted worker gets: its stream, the initiative, and the

@@ -22,7 +22,7 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::core::{PidFileReading, ProcessReading, START_TIME_TOLERANCE};
+use crate::core::{Member, PidFileReading, ProcessReading};
 use crate::observe::pidfile;
 use crate::observe::procfs::Procfs;
 
@@ -83,6 +83,22 @@ impl WrapperCall<'_> {
     ///
     /// Errors: the wrapper cannot be executed (missing, not executable).
     pub fn spawn(&self) -> std::io::Result<i32> {
+        self.spawn_incarnation(None, None)
+    }
+
+    /// Like [`WrapperCall::spawn`], for incarnation `invocation` (passed as
+    /// `PIDWATCH_INVOCATION_ID`, which the wrapper and everything it starts
+    /// carry), and inside a cgroup when `cgroup_procs` is that cgroup's
+    /// `cgroup.procs` opened for writing: the child joins it before exec, so
+    /// that nothing of the incarnation ever runs outside it.
+    ///
+    /// Errors: the wrapper cannot be executed, or the cgroup cannot be joined.
+    pub fn spawn_incarnation(
+        &self,
+        invocation: Option<&str>,
+        cgroup_procs: Option<&std::fs::File>,
+    ) -> std::io::Result<i32> {
+        use std::os::fd::AsRawFd;
         let mut cmd = Command::new(self.wrapper);
         cmd.args(self.args())
             .stdin(Stdio::null())
@@ -92,10 +108,15 @@ impl WrapperCall<'_> {
         for var in SCRUBBED_ENV {
             cmd.env_remove(var);
         }
+        match invocation {
+            Some(id) => cmd.env("PIDWATCH_INVOCATION_ID", id),
+            None => cmd.env_remove("PIDWATCH_INVOCATION_ID"),
+        };
         let fd_limit = ORIGINAL_FD_LIMIT.get().copied();
+        let join = cgroup_procs.map(|f| f.as_raw_fd());
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes the setsid(2) and setrlimit(2) system calls, which are
-        // async-signal-safe and touch no memory shared with the parent.
+        // makes async-signal-safe system calls (setsid(2), setrlimit(2), and
+        // those of `prepare_child`), touching no memory shared with the parent.
         unsafe {
             cmd.pre_exec(move || {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
@@ -103,7 +124,7 @@ impl WrapperCall<'_> {
                     // Workers get the descriptor limit pidwatch was given.
                     let _ = setrlimit(Resource::RLIMIT_NOFILE, soft, hard);
                 }
-                Ok(())
+                crate::act::child::prepare_child(join)
             });
         }
         let child = cmd.spawn()?;
@@ -159,14 +180,12 @@ pub fn try_reap(pid: i32) -> Option<String> {
     }
 }
 
-/// Waits until the PID file at `path` names a live process and differs from
-/// `before` (the reading taken just before the spawn), or the wrapper `child`
-/// exits, or `timeout` passes. The process must not have started more than
-/// [`START_TIME_TOLERANCE`] after the file was written.
+/// Waits until the PID file at `path` names `child`, the wrapper just
+/// spawned, alive, or the wrapper exits, or `timeout` passes. A PID file
+/// naming any other process (another wrapper's) is not this spawn's.
 pub fn wait_for_pidfile(
     procfs: &Procfs,
     path: &Path,
-    before: &PidFileReading,
     child: i32,
     timeout: Duration,
 ) -> SpawnOutcome {
@@ -174,11 +193,10 @@ pub fn wait_for_pidfile(
     let mut pause = Duration::from_micros(500);
     loop {
         let reading = pidfile::read(path, procfs.pid_max());
-        if let PidFileReading::Valid { pid, mtime } = &reading
-            && reading != *before
+        if let PidFileReading::Valid { pid, .. } = &reading
+            && *pid == child
             && let Ok(ProcessReading::Alive(info)) = procfs.observe(*pid)
             && !info.has_exited()
-            && info.start_time <= *mtime + START_TIME_TOLERANCE
         {
             return SpawnOutcome::Running(*pid);
         }
@@ -247,110 +265,102 @@ impl Pinned {
     }
 }
 
-/// What [`stop_survivors`] did.
+/// What [`stop_members`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StopReport {
     /// PIDs sent SIGTERM.
     pub terminated: Vec<i32>,
     /// PIDs that outlived the timeout and were sent SIGKILL.
     pub killed: Vec<i32>,
+    /// Cgroups killed whole (`cgroup.kill`) after the timeout.
+    pub cgroups_killed: Vec<String>,
 }
 
-/// At most this many SIGKILL rounds before [`stop_group`] gives up on
-/// processes that will not die (stuck in the kernel) or keep forking.
-const KILL_ROUNDS: u32 = 5;
+/// Stops exactly `members` (proved by `observe`) and the cgroups in
+/// `cgroups`: SIGTERM, up to `timeout` for them to exit, then SIGKILL (a
+/// cgroup: `cgroup.kill`, which reaches what forked meanwhile). Each process
+/// is pinned with a pidfd and its start time checked after the pin, so a
+/// process that exited and whose PID was reused is never hit. pidwatch
+/// itself and PID 1 are never signalled. What forked outside a cgroup during
+/// the stop is found by the next observation, and stopped in a next round.
+pub fn stop_members(
+    procfs: &Procfs,
+    members: &[Member],
+    cgroups: &[String],
+    timeout: Duration,
+) -> StopReport {
+    use nix::sys::signal::Signal;
+    let me = std::process::id() as i32;
+    let deadline = Instant::now() + timeout;
+    let mut report = StopReport::default();
+    let groups: Vec<crate::observe::cgroup::Cgroup> = cgroups
+        .iter()
+        .map(|p| crate::observe::cgroup::Cgroup::at(PathBuf::from(p)))
+        .filter(|cg| cg.exists())
+        .collect();
+    for cg in &groups {
+        if let Ok(pids) = cg.signal_members(Signal::SIGTERM) {
+            report.terminated.extend(pids);
+        }
+    }
+    let pinned: Vec<Pinned> = members
+        .iter()
+        .filter(|m| m.process.pid > 1 && m.process.pid != me)
+        .filter(|m| !report.terminated.contains(&m.process.pid))
+        .filter_map(|m| pin(procfs, m.process.pid, m.process.start_ticks))
+        .collect();
+    for p in &pinned {
+        p.signal(Signal::SIGTERM);
+        report.terminated.push(p.pid);
+    }
+    wait_all_exited(procfs, &pinned, deadline);
+    for cg in &groups {
+        let _ = cg.wait_empty(deadline);
+    }
+    for p in pinned.iter().filter(|p| !p.has_exited(procfs)) {
+        p.signal(Signal::SIGKILL);
+        report.killed.push(p.pid);
+    }
+    for cg in &groups {
+        if cg.populated().unwrap_or(false) {
+            let _ = cg.kill();
+            report.cgroups_killed.push(cg.path().display().to_string());
+        }
+    }
+    let after_kill = Instant::now() + Duration::from_secs(1);
+    wait_all_exited(procfs, &pinned, after_kill);
+    for cg in &groups {
+        let _ = cg.wait_empty(after_kill);
+    }
+    report.terminated.sort_unstable();
+    report.terminated.dedup();
+    report
+}
 
-/// Stops every process in the session or process group `leader`: SIGTERM,
-/// up to `timeout` for them to exit, then SIGKILL. `/proc` is looked at
-/// again after each round, so children forked meanwhile are stopped too; it
-/// ends when every process found has exited and no new one is there. Only
-/// the first look reads every process; the later ones read only PIDs not
-/// seen before.
-///
-/// Which id is safe to stop: the kernel does not reuse a PID while it names
-/// a live session or group, so while members are alive, every member is the
-/// worker's. The caller passes `started_by`, the moment (clock ticks after
-/// boot, see [`Procfs::now_ticks`]) it saw the leader gone or a zombie: only
-/// when the first look finds members started by then is the id the
-/// worker's, and nothing is signalled otherwise; that way a new session that
-/// took the freed PID since is never hit. Once the id is known to be the
-/// worker's, every member counts. `None` is for ids the caller owns (a
-/// wrapper it started and has not reaped). pidwatch itself, PID 1 and
-/// processes that cannot be pinned are never signalled.
+/// Stops the session `leader` leads, when it is a wrapper pidwatch spawned
+/// and has not reaped (so its PID, and the session id, cannot have been
+/// reused): SIGTERM to every member, then SIGKILL after `timeout`.
 ///
 /// Errors: `/proc` cannot be listed.
-pub fn stop_group(
+pub fn stop_own_session(
     procfs: &Procfs,
     leader: i32,
     timeout: Duration,
-    started_by: Option<u64>,
 ) -> std::io::Result<StopReport> {
-    let me = std::process::id() as i32;
-    let mut report = StopReport::default();
-    if leader <= 1 || leader == me {
-        return Ok(report);
-    }
-    let deadline = Instant::now() + timeout;
-    let mut seen = std::collections::HashSet::new();
-    let mut stopping: Vec<Pinned> = Vec::new();
-    let mut held_back: Vec<(i32, crate::observe::procfs::Stat)> = Vec::new();
-    let mut first = true;
-    let mut kill_rounds = 0;
-    loop {
-        let mut found: Vec<(i32, crate::observe::procfs::Stat)> = procfs
-            .members_of(leader, &mut seen)?
-            .into_iter()
-            .filter(|(pid, stat)| *pid > 1 && *pid != me && !matches!(stat.state, 'Z' | 'X'))
-            .collect();
-        if first {
-            first = false;
-            let (early, late): (Vec<_>, Vec<_>) = found
-                .into_iter()
-                .partition(|(_, stat)| started_by.is_none_or(|by| stat.start_ticks <= by));
-            if early.is_empty() {
-                return Ok(report);
-            }
-            found = early;
-            held_back = late;
-        } else {
-            found.append(&mut held_back);
-        }
-        let fresh: Vec<Pinned> = found
-            .into_iter()
-            .filter_map(|(pid, stat)| pin(procfs, pid, stat.start_ticks))
-            .collect();
-        if fresh.is_empty() && stopping.iter().all(|p| p.has_exited(procfs)) {
-            return Ok(report);
-        }
-        let killing = Instant::now() >= deadline;
-        for p in &fresh {
-            if !killing {
-                p.signal(nix::sys::signal::Signal::SIGTERM);
-                report.terminated.push(p.pid);
-            }
-        }
-        stopping.extend(fresh);
-        if killing {
-            for p in stopping.iter().filter(|p| !p.has_exited(procfs)) {
-                p.signal(nix::sys::signal::Signal::SIGKILL);
-                if !report.killed.contains(&p.pid) {
-                    report.killed.push(p.pid);
-                }
-            }
-            kill_rounds += 1;
-            if kill_rounds >= KILL_ROUNDS {
-                return Ok(report);
-            }
-        }
-        // Wait for them, up to the deadline (or a short while after SIGKILL),
-        // then look for processes forked meanwhile.
-        let round_end = if killing {
-            Instant::now() + Duration::from_millis(200)
-        } else {
-            deadline
-        };
-        wait_all_exited(procfs, &stopping, round_end);
-    }
+    let members: Vec<Member> = crate::observe::members::scan(procfs)?
+        .into_iter()
+        .filter(|e| e.stat.session == leader || e.pid == leader)
+        .map(|e| Member {
+            process: crate::core::ProcessId {
+                pid: e.pid,
+                start_ticks: e.stat.start_ticks,
+            },
+            comm: e.stat.comm,
+            incarnation: e.markers.invocation,
+            proof: crate::core::Proof::Session,
+        })
+        .collect();
+    Ok(stop_members(procfs, &members, &[], timeout))
 }
 
 /// Waits until every pinned process has exited, or `until`. Pidfds are

@@ -1,9 +1,10 @@
 //! `pidwatch check`: the pipeline run once.
 
+use crate::act::Placement;
 use crate::config::Settings;
-use crate::core::decide;
-use crate::error::{EXIT_FAILURES, EXIT_OK, Result};
-use crate::observe::{Observation, Observer};
+use crate::error::{EXIT_FAILURES, EXIT_OK, Error, Result};
+use crate::observe::Observer;
+use crate::pass;
 use crate::render::Report;
 use crate::store::monitor_log::{Level, MonitorLog, one_line};
 use crate::store::statedb::StateDb;
@@ -68,8 +69,8 @@ pub fn print_report(settings: &Settings, report: &Report) {
 /// Runs one check and returns the exit code: 0 when no worker is dead or
 /// given up, 1 otherwise (also when `--auto-restart` restarted it).
 ///
-/// Errors: those of [`Observer::open`] and [`Observer::observe`] (exit 3), a
-/// held lock (exit 2).
+/// Errors: those of [`Observer::open`] and the pass (exit 3), a held lock
+/// (exit 2), `--containment cgroup` where no cgroup can be had (exit 2).
 pub fn run(settings: &Settings) -> Result<i32> {
     let observer = Observer::open(settings)?;
     let mut log = open_log(settings);
@@ -78,55 +79,59 @@ pub fn run(settings: &Settings) -> Result<i32> {
         &format!("Monitoring initiative: {}", observer.initiative.name),
     );
 
-    let acting = settings.policy.auto_restart;
+    let acting = settings.policy.auto_restart && !settings.spawn.dry_run;
     // The lock is taken before reading, so that the view acted upon is not
     // one another monitor is changing.
-    let _lock = if acting && !settings.spawn.dry_run {
+    let _lock = if acting {
         Some(crate::daemon::lock::acquire(&settings.paths.lock_file)?)
     } else {
         None
     };
-    let state = if acting && !settings.spawn.dry_run {
+    let state = if acting {
         Some(StateDb::open(&settings.paths.state_db)?)
     } else {
         StateDb::open_existing(&settings.paths.state_db)?
     };
-
-    let Observation {
-        snapshot,
-        streams,
-        mut warnings,
-    } = observer.observe(state.as_ref(), None)?;
-    let decision = decide(&settings.policy, &snapshot);
-    warnings.extend(decision.warnings.iter().cloned());
-    report_warnings(&mut log, &warnings, settings.output.quiet);
-    let failing: Vec<&str> = decision
+    let placement = if acting {
+        let (placement, line) =
+            Placement::choose(settings.spawn.containment).map_err(Error::Config)?;
+        log.file_only(Level::Info, &line);
+        placement
+    } else {
+        Placement::Session
+    };
+    let ctx = pass::Context {
+        settings,
+        observer: &observer,
+        state: state.as_ref(),
+        placement: &placement,
+    };
+    let mut pass = pass::observe_and_decide(&ctx, None)?;
+    report_warnings(&mut log, &pass.warnings, settings.output.quiet);
+    let failing: Vec<&str> = pass
+        .decision
         .workers
         .iter()
         .filter(|w| w.verdict.is_failure())
         .map(|w| w.id.as_str())
         .collect();
-    log_pass_summary(&mut log, &failing, acting);
-
-    if acting {
-        if !settings.output.quiet && !settings.output.json {
-            log.set_echo(Some(settings.output.console()));
-        }
-        let mut actor = crate::act::Actor::new(settings, &observer, state.as_ref());
-        actor.record_verdicts(&snapshot, &decision);
-        actor.act(&mut log, &decision, &streams);
-        log.set_echo(None);
+    log_pass_summary(&mut log, &failing, settings.policy.auto_restart);
+    if settings.policy.auto_restart && !settings.output.quiet && !settings.output.json {
+        log.set_echo(Some(settings.output.console()));
     }
+    let acted = pass::act(&ctx, &mut pass, &mut log, None);
+    log.set_echo(None);
+    acted?;
 
     let report = Report::new(
         &observer.initiative,
-        &snapshot,
-        &decision,
-        warnings,
+        &pass.snapshot,
+        &pass.decision,
+        pass.warnings.clone(),
         Default::default(),
     );
     print_report(settings, &report);
-    Ok(if decision.has_failures() {
+    Ok(if pass.decision.has_failures() {
         EXIT_FAILURES
     } else {
         EXIT_OK

@@ -201,7 +201,6 @@ impl Demo {
     /// that end at once).
     fn start_worker(&self, stream: &str, command: &str) -> Result<SpawnOutcome> {
         let pid_file = pidfile::path_for(&self.dir.join("pids"), stream);
-        let before = pidfile::read(&pid_file, self.procfs.pid_max());
         let work_dir = spawn::work_dir_for(&self.project, stream);
         let call = WrapperCall {
             wrapper: &self.dir.join("worker-wrapper.sh"),
@@ -219,7 +218,6 @@ impl Demo {
         Ok(spawn::wait_for_pidfile(
             &self.procfs,
             &pid_file,
-            &before,
             child,
             STEP_LIMIT,
         ))
@@ -377,7 +375,7 @@ impl Demo {
         for stream in ["Stream-A", "Stream-B", "Stream-C", "Stream-D"] {
             if let Some(pid) = self.live_pid(stream) {
                 // These sessions are the demo's own wrappers.
-                let _ = spawn::stop_group(&self.procfs, pid, Duration::from_secs(2), None);
+                let _ = spawn::stop_own_session(&self.procfs, pid, Duration::from_secs(2));
             }
         }
         // The demo is a subreaper: orphaned wrappers came back to it.

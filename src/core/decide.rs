@@ -5,12 +5,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::incarnation::{Candidate, Ending, Member, ProcessId, Proof};
 use super::snapshot::{PidFileReading, ProcessReading, Reason, Snapshot, Verdict, WorkerSnapshot};
 
 /// How far a process's start time may lie after its PID file's mtime and
 /// still be the process that wrote it. The start time is known to one second
 /// only (`btime` in `/proc/stat` is whole seconds).
 pub const START_TIME_TOLERANCE: TimeDelta = TimeDelta::seconds(1);
+
+/// How many times one restart stops an earlier incarnation (new processes
+/// it forked meanwhile are found by the next look) before it gives up.
+pub const MAX_STOP_ROUNDS: u32 = 3;
 
 /// The restart policy, from the command line (DESIGN.md, "Restart policy").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,23 +69,77 @@ pub struct WorkerDecision {
     pub verdict: Verdict,
     /// Why it is not running; `None` when running.
     pub reason: Option<Reason>,
-    /// The PID of a valid PID file, running or not.
+    /// The running wrapper's PID, else the PID of a valid PID file.
     pub pid: Option<i32>,
     /// The verdict differs from the one the state DB recorded last.
     pub changed: bool,
 }
 
-/// Something `act` is to carry out.
+/// Where a restart stands, between the steps of one pass (ARCHITECTURE.md,
+/// "Restart"): pending → stopping the old incarnation → spawning →
+/// confirmed or failed. Confirmed and failed end it; `act` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPhase {
+    /// The attempt is counted; the earlier incarnation's live processes
+    /// were sent SIGTERM and then SIGKILL.
+    StoppingOld,
+    /// The wrapper of a new incarnation was spawned.
+    Spawning,
+}
+
+/// Something `act` is to carry out. `act` executes and reports facts; it
+/// never decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Restart a dead worker; this will be attempt `attempt` of `max`.
-    Restart {
+    /// Take over a running incarnation started by someone else, whose
+    /// wrapper the PID file names and whose identity was proved.
+    Adopt {
         /// The worker id.
         worker: String,
-        /// 1-based attempt number.
+        /// The wrapper's PID and start time.
+        wrapper: ProcessId,
+        /// The incarnation id in the wrapper's environment, if any.
+        invocation: Option<String>,
+        /// The wrapper's session, when it leads it.
+        session: Option<i32>,
+    },
+    /// Record that the current incarnation ended, and how.
+    EndIncarnation {
+        /// The worker id.
+        worker: String,
+        /// The incarnation id.
+        incarnation: String,
+        /// How it ended (a wrapper gone without an exit file: unknown, not a stop).
+        ending: Ending,
+    },
+    /// Stop exactly these processes of earlier incarnations (SIGTERM, then
+    /// SIGKILL after the stop timeout), before anything is started.
+    StopOld {
+        /// The worker id.
+        worker: String,
+        /// The processes, pinned by start time.
+        members: Vec<Member>,
+        /// Cgroups of the worker's incarnations that hold them, stopped whole.
+        cgroups: Vec<String>,
+        /// Part of restart attempt `(attempt, max)`, counted first when
+        /// `counted` is false; `None` for survivors beside an adopted incarnation.
+        restart: Option<RestartAttempt>,
+    },
+    /// Start a new incarnation of a dead worker.
+    Spawn {
+        /// The worker id.
+        worker: String,
+        /// The attempt.
+        restart: RestartAttempt,
+    },
+    /// A restart cannot go on (the earlier incarnation would not die).
+    RestartFailed {
+        /// The worker id.
+        worker: String,
+        /// The attempt.
         attempt: u32,
-        /// The restart cap.
-        max: u32,
+        /// Why.
+        why: String,
     },
     /// The worker reached its restart cap: mark it given up, log one ERROR.
     GiveUp {
@@ -96,6 +155,32 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The worker the action is about.
+    pub fn worker(&self) -> &str {
+        match self {
+            Action::Adopt { worker, .. }
+            | Action::EndIncarnation { worker, .. }
+            | Action::StopOld { worker, .. }
+            | Action::Spawn { worker, .. }
+            | Action::RestartFailed { worker, .. }
+            | Action::GiveUp { worker, .. }
+            | Action::ResetAttempts { worker } => worker,
+        }
+    }
+}
+
+/// Attempt `attempt` of `max`, and whether the state DB has counted it yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartAttempt {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// The restart cap.
+    pub max: u32,
+    /// Already counted by an earlier step of this restart.
+    pub counted: bool,
+}
+
 /// The outcome of [`decide`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {
@@ -103,7 +188,8 @@ pub struct Decision {
     pub workers: Vec<WorkerDecision>,
     /// What to do, in worker order.
     pub actions: Vec<Action>,
-    /// Problems with the dependency graph (unknown streams, cycles).
+    /// Problems with the dependency graph (unknown streams, cycles), and
+    /// with the evidence (a live worker without its PID file).
     pub warnings: Vec<String>,
     /// The earliest moment a planned step falls due (a backoff that ends, a
     /// run that becomes stable), for the loop to wake at.
@@ -126,16 +212,88 @@ impl Decision {
     }
 }
 
-/// Whether the worker is running, and if not, why not. Also returns the PID
-/// named by a valid PID file.
-pub fn liveness(worker: &WorkerSnapshot) -> (Result<(), Reason>, Option<i32>) {
-    match &worker.pidfile {
+/// A live incarnation, as [`liveness`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alive {
+    /// The current incarnation's recorded wrapper lives.
+    Current {
+        /// The wrapper's PID.
+        pid: i32,
+        /// When it started.
+        started: DateTime<Utc>,
+    },
+    /// The current incarnation is being spawned: its wrapper is not
+    /// recorded yet, but processes carrying its id live.
+    Starting {
+        /// The oldest of them.
+        pid: i32,
+    },
+    /// The PID file names this worker's wrapper, of an incarnation pidwatch
+    /// has not recorded: to be adopted.
+    Adoptable {
+        /// The wrapper's PID and start time.
+        wrapper: ProcessId,
+        /// When it started.
+        started: DateTime<Utc>,
+        /// Its incarnation id, if its environment has one.
+        invocation: Option<String>,
+        /// Its session, when it leads it.
+        session: Option<i32>,
+    },
+}
+
+impl Alive {
+    /// The PID shown for the running worker.
+    pub fn pid(&self) -> i32 {
+        match self {
+            Alive::Current { pid, .. } | Alive::Starting { pid } => *pid,
+            Alive::Adoptable { wrapper, .. } => wrapper.pid,
+        }
+    }
+}
+
+/// Whether the worker is running (ARCHITECTURE.md, "Liveness"): its current
+/// incarnation has a live wrapper, or the PID file names a wrapper proved to
+/// be this worker's. The PID file is evidence, not the truth: a live wrapper
+/// whose PID file is gone is still running, and a PID file naming a
+/// stranger (by start time or command line) proves nothing. When not
+/// running, orphans of the worker outweigh what the PID file says. Also
+/// returns the PID to show.
+pub fn liveness(worker: &WorkerSnapshot) -> (Result<Alive, Reason>, Option<i32>) {
+    let live_inc = worker.incarnation.as_ref().filter(|i| i.ending.is_none());
+    if let Some(inc) = live_inc {
+        if let (Some(recorded), Some(ProcessReading::Alive(info))) = (&inc.wrapper, &worker.wrapper)
+            && !info.has_exited()
+        {
+            return (
+                Ok(Alive::Current {
+                    pid: recorded.pid,
+                    started: info.start_time,
+                }),
+                Some(recorded.pid),
+            );
+        }
+        if inc.wrapper.is_none()
+            && let Some(first) = worker
+                .members
+                .iter()
+                .filter(|m| m.incarnation.as_deref() == Some(inc.id.as_str()))
+                .min_by_key(|m| m.process.start_ticks)
+        {
+            return (
+                Ok(Alive::Starting {
+                    pid: first.process.pid,
+                }),
+                Some(first.process.pid),
+            );
+        }
+    }
+    let (evidence, pid) = match &worker.pidfile {
         PidFileReading::Missing => (Err(Reason::NoPidfile), None),
         PidFileReading::Invalid(why) => (Err(Reason::InvalidPidfile(why.clone())), None),
         PidFileReading::Valid { pid, mtime } => {
             // Identity first: a process that started after the PID file was
-            // written is someone else, zombie or not; its group and session
-            // are not the worker's.
+            // written is someone else, zombie or not.
             let state = match &worker.process {
                 None | Some(ProcessReading::Gone) => Err(Reason::NoSuchProcess),
                 Some(ProcessReading::Alive(info))
@@ -146,15 +304,33 @@ pub fn liveness(worker: &WorkerSnapshot) -> (Result<(), Reason>, Option<i32>) {
                     Err(Reason::PidReused)
                 }
                 Some(ProcessReading::Alive(info)) if info.has_exited() => Err(Reason::Zombie),
-                Some(ProcessReading::Alive(_)) => Ok(()),
+                Some(ProcessReading::Alive(info)) => match &worker.candidate {
+                    Candidate::Wrapper { invocation } => Ok(Alive::Adoptable {
+                        wrapper: ProcessId {
+                            pid: *pid,
+                            start_ticks: info.start_ticks,
+                        },
+                        started: info.start_time,
+                        invocation: invocation.clone(),
+                        session: (info.session == *pid).then_some(*pid),
+                    }),
+                    Candidate::NotLooked | Candidate::Foreign => Err(Reason::NotTheWorker),
+                },
             };
             (state, Some(*pid))
         }
+    };
+    match evidence {
+        Err(_) if !worker.members.is_empty() => {
+            let pids = worker.members.iter().map(|m| m.process.pid).collect();
+            (Err(Reason::Orphaned(pids)), pid)
+        }
+        other => (other, pid),
     }
 }
 
-/// Judges every worker of a snapshot and plans what to do (DESIGN.md,
-/// "Verdicts" and "Restart policy"). Pure: same input, same output.
+/// Judges every worker of a snapshot and plans what to do (ARCHITECTURE.md,
+/// "Verdicts" and "Restart"). Pure: same input, same output.
 pub fn decide(policy: &Policy, snapshot: &Snapshot) -> Decision {
     let mut decision = Decision::default();
     let known: BTreeMap<&str, &WorkerSnapshot> = snapshot
@@ -191,31 +367,39 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot) -> Decision {
                     .is_some_and(|d| d.tasks.is_complete())
             });
         let record = &worker.record;
-        let at_cap = record.given_up || record.attempts >= policy.max_restarts;
+        // A restart under way was allowed when it began; its own attempt,
+        // counted since, does not stop it.
+        let at_cap =
+            record.given_up || (worker.restart.is_none() && record.attempts >= policy.max_restarts);
+        let started = worker.started || worker.incarnation.is_some() || !worker.members.is_empty();
 
-        let (verdict, reason) = match alive {
-            Ok(()) => (Verdict::Running, None),
+        let (verdict, reason) = match &alive {
+            Ok(_) => (Verdict::Running, None),
             Err(reason) => {
-                let verdict = if worker.tasks.is_complete() {
-                    Verdict::Completed
-                } else if !worker.started {
-                    Verdict::NotStarted
+                let stop = deliberate_stop(worker).filter(|_| worker.members.is_empty());
+                if worker.tasks.is_complete() {
+                    (Verdict::Completed, Some(reason.clone()))
+                } else if let Some(signal) = stop {
+                    (Verdict::Stopped, Some(Reason::Stopped(signal)))
+                } else if !started {
+                    (Verdict::NotStarted, Some(reason.clone()))
                 } else if !deps_complete {
-                    Verdict::Waiting
+                    (Verdict::Waiting, Some(reason.clone()))
                 } else if at_cap {
-                    Verdict::GivenUp
+                    (Verdict::GivenUp, Some(reason.clone()))
                 } else {
-                    Verdict::Dead
-                };
-                (verdict, Some(reason))
+                    (Verdict::Dead, Some(reason.clone()))
+                }
             }
         };
+        warn_about_evidence(worker, &alive, verdict, &mut decision);
 
         if policy.auto_restart {
             plan(
                 policy,
                 snapshot.now,
                 worker,
+                &alive,
                 verdict,
                 reason.as_ref(),
                 &mut decision,
@@ -225,14 +409,74 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot) -> Decision {
             id: worker.id.clone(),
             verdict,
             reason,
-            pid,
+            pid: alive.as_ref().map(Alive::pid).ok().or(pid),
             changed: record.last_verdict != Some(verdict),
         });
     }
     decision
 }
 
-/// Plans the actions for one judged worker under `--auto-restart`.
+/// The signal of a deliberate stop that ended the worker's last run, if it
+/// was one: recorded with its incarnation, or read from the exit file of
+/// the current incarnation (or of this boot when none is recorded).
+fn deliberate_stop(worker: &WorkerSnapshot) -> Option<String> {
+    let ending = match &worker.incarnation {
+        Some(inc) => inc.ending.as_ref().or(worker.exit.as_ref()),
+        None => worker.exit.as_ref(),
+    }?;
+    ending
+        .stopped
+        .then(|| ending.signal.clone().unwrap_or_else(|| "TERM".into()))
+}
+
+/// Warnings about evidence that disagrees with the truth: a live worker
+/// whose PID file is gone or names another process; a given-up worker whose
+/// processes live on.
+fn warn_about_evidence(
+    worker: &WorkerSnapshot,
+    alive: &Result<Alive, Reason>,
+    verdict: Verdict,
+    decision: &mut Decision,
+) {
+    let id = &worker.id;
+    match alive {
+        Ok(Alive::Current { pid, .. }) => match &worker.pidfile {
+            PidFileReading::Missing => decision.warnings.push(format!(
+                "PID file of worker {id} is missing, but its wrapper (PID {pid}) lives; \
+                 it counts as running"
+            )),
+            PidFileReading::Valid { pid: other, .. } if other != pid => {
+                decision.warnings.push(format!(
+                    "PID file of worker {id} names PID {other}, but its wrapper is PID {pid}, \
+                     which lives; it counts as running"
+                ))
+            }
+            _ => {}
+        },
+        Err(Reason::PidReused | Reason::NotTheWorker) if verdict != Verdict::Completed => {
+            if let Some(pid) = worker.pidfile.pid() {
+                decision.warnings.push(format!(
+                    "PID {pid} of worker {id} now belongs to another process; it is not signalled"
+                ));
+            }
+        }
+        Err(Reason::Orphaned(pids)) if verdict == Verdict::GivenUp => {
+            decision.warnings.push(format!(
+                "worker {id} is given up, but its processes live on without their wrapper: \
+                 PIDs {}; `pidwatch reset {id}` lets pidwatch stop them and restart it",
+                pids.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+        _ => {}
+    }
+}
+
+/// Plans the actions for one judged worker under `--auto-restart`: adopt a
+/// proved incarnation, record an ended one, and move a dead worker's
+/// restart one step along its state machine.
 ///
 /// A worker whose PID file cannot be trusted is not restarted: whether its
 /// process lives is unknown (a symlink, a file of another user, one being
@@ -241,59 +485,145 @@ fn plan(
     policy: &Policy,
     now: DateTime<Utc>,
     worker: &WorkerSnapshot,
+    alive: &Result<Alive, Reason>,
     verdict: Verdict,
     reason: Option<&Reason>,
     decision: &mut Decision,
 ) {
     let record = &worker.record;
+    let id = &worker.id;
+    let live_inc = worker.incarnation.as_ref().filter(|i| i.ending.is_none());
+    match alive {
+        Ok(Alive::Adoptable {
+            wrapper,
+            invocation,
+            session,
+            ..
+        }) => {
+            decision.actions.push(Action::Adopt {
+                worker: id.clone(),
+                wrapper: *wrapper,
+                invocation: invocation.clone(),
+                session: *session,
+            });
+            if !worker.members.is_empty() {
+                decision.actions.push(Action::StopOld {
+                    worker: id.clone(),
+                    members: worker.members.clone(),
+                    cgroups: cgroups_of(worker),
+                    restart: None,
+                });
+            }
+        }
+        Ok(_) => {}
+        Err(_) => {
+            if let Some(inc) = live_inc {
+                let ending = worker.exit.clone().unwrap_or(Ending {
+                    at: now,
+                    exit_status: None,
+                    signal: None,
+                    stopped: false,
+                });
+                decision.actions.push(Action::EndIncarnation {
+                    worker: id.clone(),
+                    incarnation: inc.id.clone(),
+                    ending,
+                });
+            }
+        }
+    }
     match verdict {
         Verdict::Dead if matches!(reason, Some(Reason::InvalidPidfile(_))) => {
             decision.warnings.push(format!(
-                "{} is not restarted while its PID file is invalid ({}); fix or remove it",
-                worker.id,
+                "{id} is not restarted while its PID file is invalid ({}); fix or remove it",
                 reason.and_then(Reason::detail).unwrap_or_default()
             ));
         }
         Verdict::Dead => {
-            let attempt = record.attempts + 1;
-            let due = match record.last_attempt {
-                Some(last) => last.checked_add_signed(to_delta(policy.backoff(attempt))),
-                None => Some(now),
+            let attempt = match worker.restart {
+                Some(in_flight) => in_flight.attempt,
+                None => {
+                    let attempt = record.attempts + 1;
+                    let due = match record.last_attempt {
+                        Some(last) => last.checked_add_signed(to_delta(policy.backoff(attempt))),
+                        None => Some(now),
+                    };
+                    // A backoff beyond the calendar never ends.
+                    let Some(due) = due else { return };
+                    if due > now {
+                        note_due(decision, due);
+                        return;
+                    }
+                    attempt
+                }
             };
-            // A backoff beyond the calendar never ends.
-            let Some(due) = due else { return };
-            if due <= now {
-                decision.actions.push(Action::Restart {
-                    worker: worker.id.clone(),
-                    attempt,
-                    max: policy.max_restarts,
+            let restart = RestartAttempt {
+                attempt,
+                max: policy.max_restarts,
+                counted: worker.restart.is_some(),
+            };
+            let phase = worker.restart.map(|r| r.phase);
+            if !worker.members.is_empty() {
+                let rounds = worker.restart.map_or(0, |r| r.stop_rounds);
+                if rounds >= MAX_STOP_ROUNDS {
+                    decision.actions.push(Action::RestartFailed {
+                        worker: id.clone(),
+                        attempt,
+                        why: format!(
+                            "processes of the earlier incarnation outlived {rounds} rounds of \
+                             SIGTERM and SIGKILL: PIDs {}",
+                            worker
+                                .members
+                                .iter()
+                                .map(|m| m.process.pid.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                } else {
+                    decision.actions.push(Action::StopOld {
+                        worker: id.clone(),
+                        members: worker.members.clone(),
+                        cgroups: cgroups_of(worker),
+                        restart: Some(restart),
+                    });
+                }
+            } else if phase != Some(RestartPhase::Spawning) {
+                decision.actions.push(Action::Spawn {
+                    worker: id.clone(),
+                    restart,
                 });
-            } else {
-                note_due(decision, due);
             }
         }
         Verdict::GivenUp if !record.given_up => {
             decision.actions.push(Action::GiveUp {
-                worker: worker.id.clone(),
+                worker: id.clone(),
                 max: policy.max_restarts,
             });
         }
         Verdict::Running if record.attempts > 0 => {
-            if let Some(ProcessReading::Alive(info)) = &worker.process
-                && let Some(stable_at) = info
-                    .start_time
-                    .checked_add_signed(to_delta(policy.stable_after))
+            if let Ok(Alive::Current { started, .. } | Alive::Adoptable { started, .. }) = alive
+                && let Some(stable_at) = started.checked_add_signed(to_delta(policy.stable_after))
             {
                 if stable_at <= now {
-                    decision.actions.push(Action::ResetAttempts {
-                        worker: worker.id.clone(),
-                    });
+                    decision
+                        .actions
+                        .push(Action::ResetAttempts { worker: id.clone() });
                 } else {
                     note_due(decision, stable_at);
                 }
             }
         }
         _ => {}
+    }
+}
+
+/// The cgroups that hold members of the worker's incarnations.
+fn cgroups_of(worker: &WorkerSnapshot) -> Vec<String> {
+    let in_cgroup = worker.members.iter().any(|m| m.proof == Proof::Cgroup);
+    match (&worker.incarnation, in_cgroup) {
+        (Some(inc), true) => inc.cgroup.iter().cloned().collect(),
+        _ => Vec::new(),
     }
 }
 

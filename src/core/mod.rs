@@ -5,14 +5,19 @@
 //! here, so every rule can be tested with plain values.
 
 mod decide;
+mod exit;
+mod incarnation;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
 pub use decide::{
-    Action, Decision, Policy, START_TIME_TOLERANCE, WorkerDecision, decide, liveness,
+    Action, Alive, Decision, MAX_STOP_ROUNDS, Policy, RestartAttempt, RestartPhase,
+    START_TIME_TOLERANCE, WorkerDecision, decide, liveness,
 };
+pub use exit::{ExitRecord, is_incarnation_id, parse_exit_file};
+pub use incarnation::{Candidate, Ending, Incarnation, Member, Origin, ProcessId, Proof};
 pub use snapshot::{
-    InvalidPidFile, PidFileReading, ProcessInfo, ProcessReading, Reason, RestartRecord, Snapshot,
-    TaskCounts, Verdict, WorkerSnapshot,
+    InFlight, InvalidPidFile, PidFileReading, ProcessInfo, ProcessReading, Reason, RestartRecord,
+    Snapshot, TaskCounts, Verdict, WorkerSnapshot,
 };

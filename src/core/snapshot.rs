@@ -9,6 +9,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::incarnation::{Candidate, Ending, Incarnation, Member};
+
 /// Why a PID file could not be trusted. Each is reported, never acted upon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InvalidPidFile {
@@ -57,6 +59,16 @@ pub enum PidFileReading {
         /// When the file was last written.
         mtime: DateTime<Utc>,
     },
+}
+
+impl PidFileReading {
+    /// The PID of a valid PID file.
+    pub fn pid(&self) -> Option<i32> {
+        match self {
+            PidFileReading::Valid { pid, .. } => Some(*pid),
+            _ => None,
+        }
+    }
 }
 
 /// A live process as `/proc/<pid>/stat` describes it (see proc(5)).
@@ -150,6 +162,37 @@ pub struct WorkerSnapshot {
     pub dependencies: BTreeSet<String>,
     /// Its restart history.
     pub record: RestartRecord,
+    /// What the process behind a valid PID file proved to be.
+    pub candidate: Candidate,
+    /// Its current incarnation in this boot, as the state DB records it.
+    pub incarnation: Option<Incarnation>,
+    /// The current incarnation's wrapper now, read from `/proc` by its
+    /// recorded PID and start time (`Gone` when the PID now names another
+    /// process); `None` when no wrapper is recorded.
+    pub wrapper: Option<ProcessReading>,
+    /// Live processes proved to be the worker's (by cgroup, incarnation id,
+    /// stream marker or session) that are not part of a live incarnation:
+    /// orphans of a dead wrapper, survivors of an earlier incarnation, or
+    /// the members of one still being spawned. Empty when not looked for
+    /// (a live wrapper needs no look).
+    pub members: Vec<Member>,
+    /// How the last run ended, from the wrapper's exit file, when the file
+    /// belongs to the current incarnation (or, with none recorded, to this boot).
+    pub exit: Option<Ending>,
+    /// A restart of this worker under way in this pass, fed back by the pass
+    /// after each step (see [`crate::core::RestartPhase`]).
+    pub restart: Option<InFlight>,
+}
+
+/// A restart carried over from one step of a pass to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// The attempt, already counted in the state DB.
+    pub attempt: u32,
+    /// The step last carried out.
+    pub phase: super::RestartPhase,
+    /// How many times the earlier incarnation was stopped in this restart.
+    pub stop_rounds: u32,
 }
 
 /// One pass's view of the world: all `decide` needs.
@@ -171,6 +214,9 @@ pub enum Verdict {
     Completed,
     /// Not running, and never started in this initiative.
     NotStarted,
+    /// Not running: ended by a deliberate stop (SIGTERM, SIGINT or SIGHUP)
+    /// in this boot; not restarted until `pidwatch reset`.
+    Stopped,
     /// Not running, started, but a dependency is not complete.
     Waiting,
     /// Would be dead, but its restart cap was reached.
@@ -181,10 +227,11 @@ pub enum Verdict {
 
 impl Verdict {
     /// Every verdict, in the order of DESIGN.md.
-    pub const ALL: [Verdict; 6] = [
+    pub const ALL: [Verdict; 7] = [
         Verdict::Running,
         Verdict::Completed,
         Verdict::NotStarted,
+        Verdict::Stopped,
         Verdict::Waiting,
         Verdict::GivenUp,
         Verdict::Dead,
@@ -196,6 +243,7 @@ impl Verdict {
             Verdict::Running => "running",
             Verdict::Completed => "completed",
             Verdict::NotStarted => "not_started",
+            Verdict::Stopped => "stopped",
             Verdict::Waiting => "waiting",
             Verdict::GivenUp => "given_up",
             Verdict::Dead => "dead",
@@ -232,6 +280,14 @@ pub enum Reason {
     Zombie,
     /// The PID names a process that started after the PID file was written.
     PidReused,
+    /// The PID names a live process whose command line is not this
+    /// worker's wrapper: a stranger, never signalled.
+    NotTheWorker,
+    /// The wrapper is gone but processes of the worker live on (the PIDs):
+    /// they are stopped before any restart.
+    Orphaned(Vec<i32>),
+    /// A deliberate stop ended it (the signal's name, e.g. `TERM`).
+    Stopped(String),
 }
 
 impl Reason {
@@ -243,13 +299,25 @@ impl Reason {
             Reason::NoSuchProcess => "no_such_process",
             Reason::Zombie => "zombie",
             Reason::PidReused => "pid_reused",
+            Reason::NotTheWorker => "not_the_worker",
+            Reason::Orphaned(_) => "orphaned",
+            Reason::Stopped(_) => "stopped",
         }
     }
 
-    /// The detail of an invalid PID file, e.g. `empty`; `None` for the others.
+    /// The detail: of an invalid PID file, e.g. `empty`; the orphans' PIDs;
+    /// the signal of a stop; `None` for the others.
     pub fn detail(&self) -> Option<String> {
         match self {
             Reason::InvalidPidfile(why) => Some(why.to_string()),
+            Reason::Orphaned(pids) => Some(format!(
+                "PIDs {}",
+                pids.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Reason::Stopped(signal) => Some(format!("SIG{signal}")),
             _ => None,
         }
     }
@@ -257,9 +325,9 @@ impl Reason {
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Reason::InvalidPidfile(why) => write!(f, "invalid_pidfile ({why})"),
-            other => f.write_str(other.as_str()),
+        match self.detail() {
+            Some(detail) => write!(f, "{} ({detail})", self.as_str()),
+            None => f.write_str(self.as_str()),
         }
     }
 }

@@ -47,6 +47,54 @@ fn worker(id: &str, process: Option<ProcessReading>) -> WorkerSnapshot {
         tasks: tasks(2, 1, 0),
         dependencies: BTreeSet::new(),
         record: RestartRecord::default(),
+        candidate: Candidate::Wrapper { invocation: None },
+        incarnation: None,
+        wrapper: None,
+        members: Vec::new(),
+        exit: None,
+        restart: None,
+    }
+}
+
+const INC: &str = "0123456789abcdef0123456789abcdef";
+
+/// A worker whose current incarnation's wrapper (PID 100, started at
+/// `start`) lives; its PID file names the wrapper.
+fn current(id: &str, start: i64) -> WorkerSnapshot {
+    WorkerSnapshot {
+        incarnation: Some(incarnation(None)),
+        wrapper: alive(start, 'S'),
+        candidate: Candidate::NotLooked,
+        ..worker(id, alive(start, 'S'))
+    }
+}
+
+fn incarnation(ending: Option<Ending>) -> Incarnation {
+    Incarnation {
+        id: INC.into(),
+        origin: Origin::Spawned,
+        wrapper: Some(ProcessId {
+            pid: 100,
+            start_ticks: 0,
+        }),
+        boot_id: "boot".into(),
+        session: Some(100),
+        cgroup: None,
+        started_at: t(0),
+        attempt: Some(1),
+        ending,
+    }
+}
+
+fn member(pid: i32) -> Member {
+    Member {
+        process: ProcessId {
+            pid,
+            start_ticks: 5,
+        },
+        comm: "claude".into(),
+        incarnation: Some(INC.into()),
+        proof: Proof::InvocationId,
     }
 }
 
@@ -382,10 +430,13 @@ fn restart_plan_follows_backoff_and_cap() {
     };
     // (case, worker, now, expected actions, expected next_due)
     let restart = |attempt| {
-        vec![Action::Restart {
+        vec![Action::Spawn {
             worker: "W".into(),
-            attempt,
-            max: 3,
+            restart: RestartAttempt {
+                attempt,
+                max: 3,
+                counted: false,
+            },
         }]
     };
     type Case = (&'static str, WorkerSnapshot, i64, Vec<Action>, Option<i64>);
@@ -455,7 +506,7 @@ fn stable_runs_reset_attempts() {
             pid: 100,
             mtime: t(start),
         },
-        ..worker("W", alive(start, 'S'))
+        ..current("W", start)
     };
     let policy = Policy {
         stable_after: Duration::from_secs(600),
@@ -483,7 +534,7 @@ fn nothing_is_planned_for_live_waiting_or_unstarted_workers() {
         process: None,
         ..worker("B", None)
     };
-    let live = worker("C", alive(0, 'S'));
+    let live = current("C", 0);
     let decision = decide(&restarting(), &snapshot(5, vec![waiting, unstarted, live]));
     assert!(decision.actions.is_empty(), "{:?}", decision.actions);
 }
@@ -540,14 +591,177 @@ fn durations_beyond_the_calendar_never_panic() {
             attempts: 1,
             ..RestartRecord::default()
         },
-        ..worker("B", alive(0, 'S'))
+        ..current("B", 0)
     };
-    let mut far = worker("C", alive(0, 'S'));
+    let mut far = current("C", 0);
     far.pidfile = PidFileReading::Valid {
         pid: 100,
         mtime: DateTime::<Utc>::MAX_UTC,
     };
     let decision = decide(&huge, &snapshot(10, vec![dead, running, far]));
-    assert!(decision.actions.is_empty());
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
     assert_eq!(verdict_of(&decision, "C").0, Verdict::Running);
+}
+
+#[test]
+fn a_pid_file_naming_a_stranger_proves_nothing() {
+    let w = WorkerSnapshot {
+        candidate: Candidate::Foreign,
+        ..worker("W", alive(0, 'S'))
+    };
+    let decision = decide(&restarting(), &snapshot(5, vec![w]));
+    assert_eq!(
+        verdict_of(&decision, "W"),
+        (Verdict::Dead, Some("not_the_worker"))
+    );
+    // The restart spawns; it stops nothing, since no member is proved.
+    assert!(matches!(decision.actions[..], [Action::Spawn { .. }]));
+}
+
+#[test]
+fn a_live_wrapper_without_its_pid_file_is_running_with_a_warning() {
+    let w = WorkerSnapshot {
+        pidfile: PidFileReading::Missing,
+        process: None,
+        ..current("W", 0)
+    };
+    let decision = decide(&restarting(), &snapshot(5, vec![w]));
+    assert_eq!(verdict_of(&decision, "W"), (Verdict::Running, None));
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert!(
+        decision.warnings[0].contains("PID file of worker W is missing"),
+        "{:?}",
+        decision.warnings
+    );
+}
+
+#[test]
+fn an_adoptable_wrapper_is_adopted_and_earlier_survivors_stopped() {
+    let w = WorkerSnapshot {
+        members: vec![member(300)],
+        ..worker("W", alive(0, 'S'))
+    };
+    let decision = decide(&restarting(), &snapshot(5, vec![w]));
+    assert_eq!(verdict_of(&decision, "W"), (Verdict::Running, None));
+    assert!(matches!(
+        &decision.actions[..],
+        [Action::Adopt { wrapper, .. }, Action::StopOld { members, restart: None, .. }]
+            if wrapper.pid == 100 && members[0].process.pid == 300
+    ));
+}
+
+#[test]
+fn orphans_are_stopped_before_the_spawn_and_the_restart_steps_along() {
+    let orphaned = |restart: Option<InFlight>, members: Vec<Member>| WorkerSnapshot {
+        incarnation: Some(incarnation(None)),
+        wrapper: Some(ProcessReading::Gone),
+        pidfile: PidFileReading::Missing,
+        process: None,
+        members,
+        restart,
+        ..worker("W", None)
+    };
+    // Pending: the wrapper died, its worker lives: end the incarnation, and
+    // stop the worker first (attempt 1, counted now).
+    let d = decide(
+        &restarting(),
+        &snapshot(5, vec![orphaned(None, vec![member(300)])]),
+    );
+    assert_eq!(verdict_of(&d, "W"), (Verdict::Dead, Some("orphaned")));
+    assert!(matches!(&d.actions[..], [
+        Action::EndIncarnation { ending, .. },
+        Action::StopOld { restart: Some(RestartAttempt { attempt: 1, counted: false, .. }), .. },
+    ] if !ending.stopped));
+    // Stopping the old incarnation worked: spawn, the attempt already counted.
+    let in_flight = InFlight {
+        attempt: 1,
+        phase: RestartPhase::StoppingOld,
+        stop_rounds: 1,
+    };
+    let mut done = orphaned(Some(in_flight), vec![]);
+    done.incarnation = Some(incarnation(Some(Ending {
+        at: t(5),
+        exit_status: None,
+        signal: None,
+        stopped: false,
+    })));
+    let d = decide(&restarting(), &snapshot(6, vec![done]));
+    assert!(
+        matches!(
+            &d.actions[..],
+            [Action::Spawn {
+                restart: RestartAttempt {
+                    attempt: 1,
+                    counted: true,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{:?}",
+        d.actions
+    );
+    // Something forked meanwhile: another round, then give the attempt up.
+    let again = orphaned(Some(in_flight), vec![member(301)]);
+    let d = decide(&restarting(), &snapshot(6, vec![again]));
+    assert!(
+        matches!(&d.actions[..], [_, Action::StopOld { .. }]),
+        "{:?}",
+        d.actions
+    );
+    let stubborn = orphaned(
+        Some(InFlight {
+            stop_rounds: MAX_STOP_ROUNDS,
+            ..in_flight
+        }),
+        vec![member(301)],
+    );
+    let d = decide(&restarting(), &snapshot(6, vec![stubborn]));
+    assert!(
+        matches!(
+            &d.actions[..],
+            [_, Action::RestartFailed { attempt: 1, .. }]
+        ),
+        "{:?}",
+        d.actions
+    );
+}
+
+#[test]
+fn a_deliberate_stop_is_not_restarted_and_a_crash_is() {
+    let ended = |signal: &str, stopped: bool| WorkerSnapshot {
+        incarnation: Some(incarnation(Some(Ending {
+            at: t(1),
+            exit_status: Some(143),
+            signal: Some(signal.into()),
+            stopped,
+        }))),
+        wrapper: Some(ProcessReading::Gone),
+        pidfile: PidFileReading::Missing,
+        process: None,
+        ..worker("W", None)
+    };
+    let d = decide(&restarting(), &snapshot(5, vec![ended("TERM", true)]));
+    assert_eq!(verdict_of(&d, "W"), (Verdict::Stopped, Some("stopped")));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert!(!d.has_failures());
+    let d = decide(&restarting(), &snapshot(5, vec![ended("KILL", false)]));
+    assert_eq!(verdict_of(&d, "W"), (Verdict::Dead, Some("no_pidfile")));
+    assert!(matches!(d.actions[..], [Action::Spawn { .. }]));
+}
+
+#[test]
+fn an_incarnation_being_spawned_counts_as_running() {
+    let mut inc = incarnation(None);
+    inc.wrapper = None;
+    let w = WorkerSnapshot {
+        incarnation: Some(inc),
+        pidfile: PidFileReading::Missing,
+        process: None,
+        members: vec![member(300)],
+        ..worker("W", None)
+    };
+    let d = decide(&restarting(), &snapshot(5, vec![w]));
+    assert_eq!(verdict_of(&d, "W"), (Verdict::Running, None));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
 }

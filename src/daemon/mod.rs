@@ -17,14 +17,16 @@
 //! file reads do not grow with the number of workers; it reads the task DB
 //! whole, once (a few milliseconds at a thousand streams).
 
+pub mod detach;
 pub mod lock;
 pub mod notify;
 pub mod signals;
+pub mod watches;
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -34,24 +36,25 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::act::Actor;
+use crate::act::Placement;
 use crate::act::spawn::describe_status;
 use crate::cli::RunArgs;
 use crate::commands::check::log_pass_summary;
 use crate::config::{self, Settings};
-use crate::core::{ProcessReading, Verdict, decide};
-use crate::daemon::lock::Lock;
+use crate::core::Verdict;
+use crate::daemon::detach::{Detached, daemonize, remove_own_pid_file};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::Signals;
+use crate::daemon::watches::{Watched, Watches};
 use crate::error::{EXIT_OK, Error, Result};
+use crate::observe::Observer;
 use crate::observe::taskdb::Stream;
-use crate::observe::{Observation, Observer};
+use crate::pass;
 use crate::store::monitor_log::{Level, MonitorLog};
 use crate::store::statedb::{EventKind, NewEvent, StateDb};
 
 const TOKEN_SIGNALS: u64 = 0;
 const TOKEN_INOTIFY: u64 = 1;
-const FIRST_PIDFD_TOKEN: u64 = 2;
 /// The first wait before trying again after a failed pass; it doubles up to
 /// the interval.
 const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
@@ -75,7 +78,7 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
     } else {
         Some(lock::acquire(&settings.paths.lock_file)?)
     };
-    let mut daemon: Option<(PathBuf, Readiness)> = None;
+    let mut daemon: Option<(PathBuf, crate::daemon::detach::Readiness)> = None;
     if args.daemon {
         let path = args
             .pid_file
@@ -111,242 +114,15 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
     result
 }
 
-/// The daemon's end of the pipe that tells the waiting parent how start-up
-/// went: `<exit code> <message>`.
-struct Readiness(Option<std::fs::File>);
-
-impl Readiness {
-    fn report(&mut self, code: i32, message: &str) {
-        if let Some(mut pipe) = self.0.take() {
-            use std::io::Write;
-            let _ = writeln!(pipe, "{code} {message}");
-        }
-    }
-}
-
-enum Detached {
-    /// In the parent: the exit code to leave with, once the daemon said how
-    /// its start went.
-    Parent(i32),
-    /// In the daemon.
-    Daemon(Readiness),
-}
-
-/// Detaches (the daemonize crate: fork, setsid, fork, `/dev/null` stdio, cwd
-/// `/`). The parent waits on a pipe until the daemon has opened everything
-/// and says so, and exits with the daemon's start-up result: a daemon that
-/// cannot start is an error on the terminal, not a silent exit 0. The daemon
-/// writes its PID file atomically before it reports.
-fn daemonize(pid_file: &Path, lock: Option<&mut Lock>) -> Result<Detached> {
-    if let Ok(text) = std::fs::read_to_string(pid_file)
-        && let Ok(pid) = text.trim().parse::<i32>()
-        && pid > 1
-        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .is_ok_and(|c| c.trim() == "pidwatch")
-    {
-        return Err(Error::Config(format!(
-            "pidwatch is already running as PID {pid} (PID file {})",
-            pid_file.display()
-        )));
-    }
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::CannotCheck(format!("pipe2: {e}")))?;
-    match daemonize::Daemonize::new()
-        .working_directory("/")
-        .umask(0o022)
-        .execute()
-    {
-        daemonize::Outcome::Parent(Ok(_)) => {
-            drop(write);
-            let mut text = String::new();
-            use std::io::Read;
-            let _ = std::fs::File::from(read).read_to_string(&mut text);
-            let (code, message) = text.trim().split_once(' ').unwrap_or(("", ""));
-            match code.parse::<i32>() {
-                Ok(EXIT_OK) => Ok(Detached::Parent(EXIT_OK)),
-                Ok(code) => {
-                    crate::output::print_stderr(&format!("pidwatch: error: {message}"));
-                    Ok(Detached::Parent(code))
-                }
-                Err(_) => Err(Error::CannotCheck(
-                    "the daemon exited before it was ready".into(),
-                )),
-            }
-        }
-        daemonize::Outcome::Parent(Err(e)) => {
-            Err(Error::CannotCheck(format!("cannot detach: {e}")))
-        }
-        daemonize::Outcome::Child(result) => {
-            drop(read);
-            let mut readiness = Readiness(Some(std::fs::File::from(write)));
-            let pid = std::process::id();
-            let started = result
-                .map_err(|e| Error::CannotCheck(format!("cannot detach: {e}")))
-                .and_then(|_| match lock {
-                    Some(lock) => lock.write_pid(pid),
-                    None => Ok(()),
-                })
-                .and_then(|_| {
-                    write_atomically(pid_file, &format!("{pid}\n"))
-                        .map_err(|e| Error::io("writing", pid_file, e))
-                });
-            match started {
-                Ok(()) => Ok(Detached::Daemon(readiness)),
-                Err(e) => {
-                    readiness.report(e.exit_code(), &e.to_string());
-                    Err(e)
-                }
-            }
-        }
-    }
-}
-
-/// Writes a file through a temp file in the same folder and a rename, so
-/// that a reader sees the old content or the whole new one.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
-fn remove_own_pid_file(path: &Path) {
-    let mine = std::process::id().to_string();
-    if std::fs::read_to_string(path).is_ok_and(|t| t.trim() == mine) {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
-/// A pidfd watch on one running worker.
-struct Watch {
-    fd: OwnedFd,
-    pid: i32,
-    start_ticks: u64,
-    token: u64,
-}
-
-/// Whether a running worker could be watched through a pidfd.
-enum Watched {
-    /// Its pidfd is in the epoll set.
-    Yes,
-    /// It exited, or its PID now names another process: observe it again.
-    Changed,
-    /// No pidfd can be had (no kernel support, out of descriptors): the
-    /// sweep and inotify still see it.
-    Unavailable(Errno),
-}
-
-/// The pidfds of running workers, registered in the epoll set.
-struct Watches {
-    by_worker: HashMap<String, Watch>,
-    by_token: HashMap<u64, String>,
-    next_token: u64,
-    supported: bool,
-}
-
-impl Watches {
-    /// `pidfd` is false to act as on a kernel without `pidfd_open` (tests
-    /// set `PIDWATCH_TEST_NO_PIDFD` for that: ENOSYS cannot be had on a
-    /// modern kernel).
-    fn new(pidfd: bool) -> Watches {
-        Watches {
-            by_worker: HashMap::new(),
-            by_token: HashMap::new(),
-            next_token: FIRST_PIDFD_TOKEN,
-            supported: pidfd,
-        }
-    }
-
-    fn remove(&mut self, epoll: &Epoll, worker: &str) {
-        if let Some(w) = self.by_worker.remove(worker) {
-            let _ = epoll.delete(&w.fd);
-            self.by_token.remove(&w.token);
-        }
-    }
-
-    /// The worker whose pidfd fired; its watch is dropped (a pidfd stays
-    /// readable for good once the process exited).
-    fn fired(&mut self, epoll: &Epoll, token: u64) -> Option<String> {
-        let worker = self.by_token.get(&token)?.clone();
-        self.remove(epoll, &worker);
-        Some(worker)
-    }
-
-    /// Watches `worker`, running as `pid` started at `start_ticks`. The pidfd
-    /// is opened first and the start time read again after, so that a PID
-    /// reused in between is caught.
-    fn ensure(
-        &mut self,
-        epoll: &Epoll,
-        observer: &Observer,
-        worker: &str,
-        pid: i32,
-        start_ticks: u64,
-    ) -> Watched {
-        if let Some(w) = self.by_worker.get(worker) {
-            if w.pid == pid && w.start_ticks == start_ticks {
-                return Watched::Yes;
-            }
-            self.remove(epoll, worker);
-        }
-        if !self.supported {
-            return Watched::Unavailable(Errno::ENOSYS);
-        }
-        let Some(raw) = rustix::process::Pid::from_raw(pid) else {
-            return Watched::Changed;
-        };
-        let fd = match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::NONBLOCK) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOSYS) => {
-                self.supported = false;
-                return Watched::Unavailable(Errno::ENOSYS);
-            }
-            Err(rustix::io::Errno::SRCH) => return Watched::Changed,
-            Err(e) => return Watched::Unavailable(Errno::from_raw(e.raw_os_error())),
-        };
-        let same = matches!(observer.procfs.stat(pid), Ok(Some(s)) if s.start_ticks == start_ticks);
-        if !same {
-            return Watched::Changed;
-        }
-        let token = self.next_token;
-        self.next_token += 1;
-        if let Err(e) = epoll.add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, token)) {
-            return Watched::Unavailable(e);
-        }
-        self.by_token.insert(token, worker.to_string());
-        self.by_worker.insert(
-            worker.to_string(),
-            Watch {
-                fd,
-                pid,
-                start_ticks,
-                token,
-            },
-        );
-        Watched::Yes
-    }
-
-    fn clear(&mut self, epoll: &Epoll) {
-        let workers: Vec<String> = self.by_worker.keys().cloned().collect();
-        for w in workers {
-            self.remove(epoll, &w);
-        }
-    }
-}
-
 /// The monitor's state between passes.
 struct Monitor {
     settings: Settings,
     interval: Duration,
     observer: Observer,
     state: Option<StateDb>,
+    placement: Placement,
+    /// Which containment was chosen, and why: logged at start.
+    placement_line: String,
     log: MonitorLog,
     signals: Signals,
     notifier: Notifier,
@@ -396,6 +172,15 @@ impl Monitor {
         } else {
             StateDb::open_existing(&settings.paths.state_db)?
         };
+        let (placement, placement_line) = if settings.policy.auto_restart && !settings.spawn.dry_run
+        {
+            Placement::choose(settings.spawn.containment).map_err(Error::Config)?
+        } else {
+            (
+                Placement::Session,
+                "containment: none (not restarting)".to_string(),
+            )
+        };
         let signals = Signals::install()
             .map_err(|e| Error::CannotCheck(format!("installing signal handlers: {e}")))?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
@@ -415,6 +200,8 @@ impl Monitor {
             interval,
             observer,
             state,
+            placement,
+            placement_line,
             log,
             signals,
             notifier,
@@ -563,8 +350,14 @@ impl Monitor {
     /// One pass over every worker (`None`) or some. Returns whether it
     /// completed.
     fn pass(&mut self, scope: Option<&BTreeSet<String>>) -> bool {
-        let observation = match self.observer.observe(self.state.as_ref(), scope) {
-            Ok(o) => o,
+        let ctx = pass::Context {
+            settings: &self.settings,
+            observer: &self.observer,
+            state: self.state.as_ref(),
+            placement: &self.placement,
+        };
+        let mut result = match pass::observe_and_decide(&ctx, scope) {
+            Ok(r) => r,
             Err(e) => {
                 self.pass_failed(e);
                 return false;
@@ -579,24 +372,25 @@ impl Monitor {
             self.last_failure = None;
             self.failed_tries = 0;
         }
-        let Observation {
-            snapshot,
-            streams,
-            warnings,
-        } = observation;
-        let decision = decide(&self.settings.policy, &snapshot);
-
-        let mut all_warnings: Vec<String> = warnings;
-        all_warnings.extend(decision.warnings.iter().cloned());
-        if scope.is_none() {
-            // Scoped passes see part of the graph: their dependency warnings
-            // are partial and not logged; a sweep logs new ones.
-            for w in &all_warnings {
-                if !self.warned.contains(w) {
-                    self.log.log(Level::Warning, w);
-                }
+        // Scoped passes see part of the graph: their dependency warnings are
+        // partial; a sweep logs new ones. Warnings about one worker's
+        // evidence are logged once, whichever pass finds them.
+        for w in &result.warnings {
+            if !self.warned.contains(w) && (scope.is_none() || w.starts_with("PID file of worker"))
+            {
+                self.log.log(Level::Warning, w);
             }
-            self.warned = all_warnings.into_iter().collect();
+        }
+        if scope.is_none() {
+            self.warned = result.warnings.iter().cloned().collect();
+        } else {
+            self.warned.extend(
+                result
+                    .warnings
+                    .iter()
+                    .filter(|w| w.starts_with("PID file of worker"))
+                    .cloned(),
+            );
         }
 
         match scope {
@@ -604,24 +398,24 @@ impl Monitor {
                 let gone: Vec<String> = self
                     .verdicts
                     .keys()
-                    .filter(|id| !streams.contains_key(*id))
+                    .filter(|id| !result.streams.contains_key(*id))
                     .cloned()
                     .collect();
                 for id in gone {
                     self.watches.remove(&self.epoll, &id);
                     self.verdicts.remove(&id);
                 }
-                self.streams = streams.clone();
-                self.next_due = decision.next_due;
+                self.streams = result.streams.clone();
+                self.next_due = result.decision.next_due;
             }
             Some(_) => {
-                self.streams.extend(streams.clone());
-                if let Some(due) = decision.next_due {
+                self.streams.extend(result.streams.clone());
+                if let Some(due) = result.decision.next_due {
                     self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
                 }
             }
         }
-        for w in &decision.workers {
+        for w in &result.decision.workers {
             self.verdicts.insert(w.id.clone(), w.verdict);
         }
         self.log_failures();
@@ -630,6 +424,12 @@ impl Monitor {
             // A pass that restarts several workers can take a while (stop
             // timeouts, spawn timeouts); the loop is making progress, so the
             // watchdog is fed between restarts.
+            let ctx = pass::Context {
+                settings: &self.settings,
+                observer: &self.observer,
+                state: self.state.as_ref(),
+                placement: &self.placement,
+            };
             let (notifier, watchdog, last_ping) = (&self.notifier, self.watchdog, &self.last_ping);
             let feed = move || {
                 if let Some(wd) = watchdog
@@ -639,48 +439,47 @@ impl Monitor {
                     last_ping.set(Instant::now());
                 }
             };
-            let mut actor = Actor::new(&self.settings, &self.observer, self.state.as_ref());
-            actor.progress = Some(&feed);
-            actor.record_verdicts(&snapshot, &decision);
-            actor.act(&mut self.log, &decision, &streams);
-            for s in actor.spawned {
+            if let Err(e) = pass::act(&ctx, &mut result, &mut self.log, Some(&feed)) {
+                self.log
+                    .log(Level::Error, &format!("Restart step failed: {e}"));
+            }
+            for s in std::mem::take(&mut result.spawned) {
                 self.children.insert(s.pid, s.worker);
             }
-            self.restarts += actor.restarted.len() as u64;
+            self.restarts += result.restarted.len() as u64;
             // Restarted workers are watched from now on.
             self.retry
-                .extend(actor.restarted.into_iter().map(|(w, _)| w));
+                .extend(result.restarted.iter().map(|(w, _)| w.clone()));
         }
 
-        for (w, d) in snapshot.workers.iter().zip(&decision.workers) {
-            match (&w.process, d.verdict, d.pid) {
-                (Some(ProcessReading::Alive(info)), Verdict::Running, Some(pid)) => {
-                    let watched = self.watches.ensure(
-                        &self.epoll,
-                        &self.observer,
-                        &w.id,
-                        pid,
-                        info.start_ticks,
+        for d in &result.decision.workers {
+            let Some(wrapper) = result.running.get(&d.id) else {
+                self.watches.remove(&self.epoll, &d.id);
+                continue;
+            };
+            let watched = self.watches.ensure(
+                &self.epoll,
+                &self.observer.procfs,
+                &d.id,
+                wrapper.pid,
+                wrapper.start_ticks,
+            );
+            match watched {
+                Watched::Yes => {}
+                Watched::Changed => {
+                    self.retry.insert(d.id.clone());
+                }
+                Watched::Unavailable(Errno::ENOSYS) => {} // logged once at start
+                Watched::Unavailable(e) => {
+                    let warning = format!(
+                        "cannot watch worker {} (PID {}) through a pidfd: {e}; \
+                         its death is seen by inotify or the sweep",
+                        d.id, wrapper.pid
                     );
-                    match watched {
-                        Watched::Yes => {}
-                        Watched::Changed => {
-                            self.retry.insert(w.id.clone());
-                        }
-                        Watched::Unavailable(Errno::ENOSYS) => {} // logged once at start
-                        Watched::Unavailable(e) => {
-                            let warning = format!(
-                                "cannot watch worker {} (PID {pid}) through a pidfd: {e}; \
-                                 its death is seen by inotify or the sweep",
-                                w.id
-                            );
-                            if self.pidfd_warned.insert(w.id.clone()) {
-                                self.log.log(Level::Warning, &warning);
-                            }
-                        }
+                    if self.pidfd_warned.insert(d.id.clone()) {
+                        self.log.log(Level::Warning, &warning);
                     }
                 }
-                _ => self.watches.remove(&self.epoll, &w.id),
             }
         }
         self.passes_since_ping += 1;
@@ -839,6 +638,7 @@ impl Monitor {
             Level::Info,
             &format!("Monitoring initiative: {}", self.observer.initiative.name),
         );
+        self.log.log(Level::Info, &self.placement_line.clone());
         self.journal(
             EventKind::MonitorStarted,
             NewEvent {

@@ -3,10 +3,14 @@
 //! This is the only place where a pass reads the clock, PID files, `/proc`,
 //! worker logs and the databases.
 
+pub mod cgroup;
+pub mod exitfile;
+pub mod members;
 pub mod pidfile;
 pub mod procfs;
 pub mod taskdb;
 
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,8 +18,13 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use crate::config::{Paths, Settings};
-use crate::core::{PidFileReading, RestartRecord, Snapshot, WorkerSnapshot};
+use crate::core::{
+    Candidate, Ending, Incarnation, Member, PidFileReading, ProcessReading, RestartRecord,
+    Snapshot, WorkerSnapshot,
+};
 use crate::error::{Error, Result};
+use crate::observe::exitfile::ExitReading;
+use crate::observe::members::{Exclude, ProcEntry};
 use crate::observe::procfs::Procfs;
 use crate::observe::taskdb::{Initiative, Stream, TaskDb};
 use crate::store::statedb::StateDb;
@@ -32,7 +41,24 @@ pub struct Observer {
     pub procfs: Procfs,
     /// The initiative being watched.
     pub initiative: Initiative,
-    taskdb: TaskDb,
+    /// This boot's id (`/proc/sys/kernel/random/boot_id`).
+    pub boot_id: String,
+    /// The task DB, reopened by a pass when its file was replaced.
+    taskdb: RefCell<TaskDb>,
+    /// A pass reopened the task DB; the next pass over every worker says so.
+    taskdb_reopened: Cell<bool>,
+}
+
+/// The process table, read at most once per pass, when a worker without a
+/// live wrapper or a cgroup needs its members found.
+#[derive(Default)]
+pub struct ProcessTable(Option<Vec<ProcEntry>>);
+
+impl ProcessTable {
+    fn get(&mut self, procfs: &Procfs) -> &[ProcEntry] {
+        self.0
+            .get_or_insert_with(|| members::scan(procfs).unwrap_or_default())
+    }
 }
 
 /// One pass's reading: the snapshot for `decide`, and what else was read.
@@ -71,13 +97,18 @@ impl Observer {
             }
         }
         let procfs = Procfs::new().map_err(|e| Error::io("reading", Path::new("/proc"), e))?;
+        let boot_id = procfs
+            .boot_id()
+            .map_err(|e| Error::io("reading", Path::new("/proc/sys/kernel/random/boot_id"), e))?;
         let taskdb = TaskDb::open(&paths.tasks_db)?;
         let initiative = resolve_initiative(settings)?;
         Ok(Observer {
             paths,
             procfs,
             initiative,
-            taskdb,
+            boot_id,
+            taskdb: RefCell::new(taskdb),
+            taskdb_reopened: Cell::new(false),
         })
     }
 
@@ -86,16 +117,23 @@ impl Observer {
     /// sees whole dependency chains and cycles), into a snapshot. The task
     /// DB is read whole either way: one query, and the only way to find
     /// every task of a stream (its id may be JSON-escaped in the text).
-    /// Restart records come from `state` when there is one.
+    /// Restart records come from `state` when there is one. The task DB is
+    /// opened again first when its file was replaced
+    /// ([`TaskDb::reopen_if_replaced`]); the next pass over every worker
+    /// warns `task DB <path> was replaced; reopened`.
     ///
-    /// Errors: the task DB or the state DB cannot be read. A bad PID file,
-    /// process or task row is never an error: it is a verdict or a warning.
+    /// Errors: the task DB or the state DB cannot be read, or the task DB
+    /// disappeared. A bad PID file, process or task row is never an error:
+    /// it is a verdict or a warning.
     pub fn observe(
         &self,
         state: Option<&StateDb>,
         only: Option<&BTreeSet<String>>,
     ) -> Result<Observation> {
-        let mut reading = self.taskdb.streams(&self.initiative.id)?;
+        if self.taskdb.borrow_mut().reopen_if_replaced()? {
+            self.taskdb_reopened.set(true);
+        }
+        let mut reading = self.taskdb.borrow().streams(&self.initiative.id)?;
         let scope = only.map(|ids| dependency_closure(&reading.streams, ids));
         if let Some(scope) = &scope {
             reading.streams.retain(|id, _| scope.contains(id));
@@ -105,15 +143,27 @@ impl Observer {
             Some(db) => db.records(&self.initiative.id, scope.as_ref())?,
             None => BTreeMap::new(),
         };
+        let mut incarnations = match state {
+            Some(db) => {
+                db.current_incarnations(&self.initiative.id, scope.as_ref(), &self.boot_id)?
+            }
+            None => BTreeMap::new(),
+        };
         if only.is_none() {
             warnings.extend(self.stray_pidfiles(&reading.streams));
+            if self.taskdb_reopened.take() {
+                let path = self.paths.tasks_db.display();
+                warnings.push(format!("task DB {path} was replaced; reopened"));
+            }
         }
+        let mut table = ProcessTable::default();
         let workers = reading
             .streams
             .values()
             .map(|stream| {
                 let record = records.get(&stream.id).cloned().unwrap_or_default();
-                self.observe_worker(stream, record)
+                let incarnation = incarnations.remove(&stream.id);
+                self.observe_worker(stream, record, incarnation, &mut table)
             })
             .collect();
         Ok(Observation {
@@ -126,9 +176,18 @@ impl Observer {
         })
     }
 
-    /// Reads one worker: its PID file, the process it names, whether it ever
-    /// started.
-    pub fn observe_worker(&self, stream: &Stream, record: RestartRecord) -> WorkerSnapshot {
+    /// Reads one worker: its PID file and the process it names (and what
+    /// that process proves to be), its current incarnation's wrapper, the
+    /// live processes of its incarnations when no wrapper lives, its exit
+    /// file, whether it ever started. `table` is the pass's process table,
+    /// read on first need.
+    pub fn observe_worker(
+        &self,
+        stream: &Stream,
+        record: RestartRecord,
+        incarnation: Option<Incarnation>,
+        table: &mut ProcessTable,
+    ) -> WorkerSnapshot {
         let path = pidfile::path_for(&self.paths.pid_dir, &stream.id);
         let reading = pidfile::read(&path, self.procfs.pid_max());
         let process = match &reading {
@@ -138,6 +197,46 @@ impl Observer {
                     .unwrap_or(crate::core::ProcessReading::Gone),
             ),
             _ => None,
+        };
+        let wrapper = incarnation
+            .as_ref()
+            .and_then(|inc| inc.wrapper)
+            .map(|w| self.process_if_same(w.pid, w.start_ticks));
+        let wrapper_lives = matches!(&wrapper, Some(ProcessReading::Alive(i)) if !i.has_exited())
+            && incarnation.as_ref().is_some_and(|i| i.ending.is_none());
+        let candidate = match (&reading, &process) {
+            (PidFileReading::Valid { pid, mtime }, Some(ProcessReading::Alive(info)))
+                if !info.has_exited()
+                    && info.start_time <= *mtime + crate::core::START_TIME_TOLERANCE
+                    && !(wrapper_lives
+                        && incarnation
+                            .as_ref()
+                            .and_then(|i| i.wrapper)
+                            .is_some_and(|w| {
+                                w.pid == *pid && w.start_ticks == info.start_ticks
+                            })) =>
+            {
+                self.candidate(*pid, &stream.id, &path)
+            }
+            _ => Candidate::NotLooked,
+        };
+        let members = if wrapper_lives || stream.tasks.is_complete() {
+            Vec::new()
+        } else {
+            let exclude = match (&candidate, &process) {
+                (Candidate::Wrapper { invocation }, Some(ProcessReading::Alive(info))) => Exclude {
+                    wrapper: reading.pid(),
+                    invocation: invocation.clone(),
+                    session: reading.pid().filter(|p| info.session == *p),
+                },
+                _ => Exclude::default(),
+            };
+            self.members(&stream.id, incarnation.as_ref(), &exclude, table)
+        };
+        let exit = if wrapper_lives {
+            None
+        } else {
+            self.exit_of(&path, incarnation.as_ref())
         };
         let started =
             !matches!(reading, PidFileReading::Missing) || self.log_shows_a_run(&stream.id);
@@ -149,7 +248,143 @@ impl Observer {
             tasks: stream.tasks.clone(),
             dependencies: stream.dependencies.clone(),
             record,
+            candidate,
+            incarnation,
+            wrapper,
+            members,
+            exit,
+            restart: None,
         }
+    }
+
+    /// How the last run ended, from the exit file beside `pid_file`: only
+    /// a file of the current incarnation counts, or, when none is recorded,
+    /// one written in this boot. An invalid file counts as no file.
+    fn exit_of(&self, pid_file: &Path, incarnation: Option<&Incarnation>) -> Option<Ending> {
+        let path = exitfile::path_for(pid_file);
+        let ExitReading::Valid(record) = exitfile::read(&path) else {
+            return None;
+        };
+        let belongs = match incarnation {
+            Some(inc) => inc.id == record.incarnation,
+            None => std::fs::symlink_metadata(&path)
+                .is_ok_and(|m| pidfile::mtime_of(&m) >= self.procfs.boot_time()),
+        };
+        belongs.then(|| Ending {
+            at: Utc::now(),
+            exit_status: record.exit_status.map(i32::from),
+            stopped: record.is_deliberate_stop(),
+            signal: record.signal,
+        })
+    }
+
+    /// The process `pid` if it still is the one that started at
+    /// `start_ticks`, else `Gone`.
+    fn process_if_same(&self, pid: i32, start_ticks: u64) -> ProcessReading {
+        match self.procfs.observe(pid) {
+            Ok(ProcessReading::Alive(info)) if info.start_ticks == start_ticks => {
+                ProcessReading::Alive(info)
+            }
+            _ => ProcessReading::Gone,
+        }
+    }
+
+    /// What the live process `pid` named by `pid_file` is: this worker's
+    /// wrapper when its command line runs the wrapper script (by file name)
+    /// with this worker id and this PID file, else a stranger.
+    fn candidate(&self, pid: i32, worker: &str, pid_file: &Path) -> Candidate {
+        let Ok(argv) = self.procfs.cmdline(pid) else {
+            return Candidate::Foreign;
+        };
+        let Some(wrapper_name) = self.paths.wrapper.file_name() else {
+            return Candidate::Foreign;
+        };
+        if !is_wrapper_cmdline(&argv, wrapper_name.as_encoded_bytes(), worker, pid_file) {
+            return Candidate::Foreign;
+        }
+        let invocation = self.procfs.markers(pid).ok().and_then(|m| m.invocation);
+        Candidate::Wrapper { invocation }
+    }
+
+    /// Every live process of the worker, for `status`: the members of its
+    /// running incarnation (its cgroup's, or its wrapper, the carriers of
+    /// its id and the members of the session the wrapper leads), or, when
+    /// it is not running, the leftovers observe found.
+    pub fn live_processes(&self, worker: &WorkerSnapshot, table: &mut ProcessTable) -> Vec<Member> {
+        if !worker.members.is_empty() {
+            return worker.members.clone();
+        }
+        let (wrapper, invocation, session) = match crate::core::liveness(worker).0 {
+            Ok(crate::core::Alive::Current { .. }) => {
+                let inc = worker.incarnation.as_ref();
+                if let Some(cgroup) = inc.and_then(|i| i.cgroup.as_deref()) {
+                    return members::cgroup_members(&self.procfs, Path::new(cgroup))
+                        .unwrap_or_default();
+                }
+                (
+                    inc.and_then(|i| i.wrapper),
+                    inc.map(|i| i.id.clone()),
+                    inc.and_then(|i| i.session),
+                )
+            }
+            Ok(crate::core::Alive::Adoptable {
+                wrapper,
+                invocation,
+                session,
+                ..
+            }) => (Some(wrapper), invocation, session),
+            _ => return Vec::new(),
+        };
+        let mut found: Vec<Member> = table
+            .get(&self.procfs)
+            .iter()
+            .filter(|e| {
+                wrapper.is_some_and(|w| w.pid == e.pid)
+                    || (invocation.is_some() && e.markers.invocation == invocation)
+                    || (session.is_some_and(|s| e.stat.session == s)
+                        && wrapper.is_some_and(|w| e.stat.start_ticks >= w.start_ticks))
+            })
+            .map(|e| Member {
+                process: crate::core::ProcessId {
+                    pid: e.pid,
+                    start_ticks: e.stat.start_ticks,
+                },
+                comm: e.stat.comm.clone(),
+                incarnation: e.markers.invocation.clone(),
+                proof: crate::core::Proof::Session,
+            })
+            .collect();
+        found.sort_by_key(|m| m.process.pid);
+        found
+    }
+
+    /// The live processes of the worker that belong to no live incarnation.
+    fn members(
+        &self,
+        worker: &str,
+        incarnation: Option<&Incarnation>,
+        exclude: &Exclude,
+        table: &mut ProcessTable,
+    ) -> Vec<Member> {
+        if let Some(cgroup) = incarnation.and_then(|i| i.cgroup.as_deref()) {
+            // A cgroup lists its members exactly: no process-table scan.
+            let members =
+                members::cgroup_members(&self.procfs, Path::new(cgroup)).unwrap_or_default();
+            return members
+                .into_iter()
+                .filter(|m| {
+                    exclude.wrapper != Some(m.process.pid)
+                        && (exclude.invocation.is_none() || m.incarnation != exclude.invocation)
+                })
+                .collect();
+        }
+        members::members_of(
+            table.get(&self.procfs),
+            &self.worker_log(worker),
+            worker,
+            incarnation,
+            exclude,
+        )
     }
 
     /// The worker log of this initiative: `logs/<id>_<first 8 of initiative>.log`.
@@ -224,17 +459,44 @@ pub fn dependency_closure(
     closure
 }
 
+/// Whether a command line (`/proc/<pid>/cmdline`) runs worker `worker`'s
+/// wrapper: an argument whose file name is `wrapper_name`, followed by the
+/// worker id and then the PID file (the same path, or a relative path with
+/// the same file name). `bash /x/worker-wrapper.sh Stream-A /x/pids/Stream-A.pid …`
+/// and `/x/worker-wrapper.sh Stream-A pids/Stream-A.pid …` both qualify.
+pub fn is_wrapper_cmdline(
+    argv: &[Vec<u8>],
+    wrapper_name: &[u8],
+    worker: &str,
+    pid_file: &Path,
+) -> bool {
+    let file_name =
+        |arg: &[u8]| -> Vec<u8> { arg.rsplit(|b| *b == b'/').next().unwrap_or(arg).to_vec() };
+    let pid_file_bytes = pid_file.as_os_str().as_encoded_bytes();
+    let pid_file_name = pid_file
+        .file_name()
+        .map(|n| n.as_encoded_bytes().to_vec())
+        .unwrap_or_default();
+    argv.windows(3).any(|w| {
+        file_name(&w[0]) == wrapper_name
+            && w[1] == worker.as_bytes()
+            && (w[2] == pid_file_bytes
+                || (!w[2].starts_with(b"/") && file_name(&w[2]) == pid_file_name))
+    })
+}
+
 /// The worker log path for `worker` in `initiative`.
 pub fn worker_log_path(log_dir: &Path, worker: &str, initiative: &Initiative) -> PathBuf {
     log_dir.join(format!("{worker}_{}.log", initiative.short_id()))
 }
 
 /// The lines the wrapper writes before the worker's own output.
-const HEADER_PREFIXES: [&str; 6] = [
+const HEADER_PREFIXES: [&str; 7] = [
     "Started:",
     "Stream:",
     "Initiative:",
     "PID:",
+    "Incarnation:",
     "Working dir:",
     "Log file:",
 ];

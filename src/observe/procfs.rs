@@ -80,6 +80,52 @@ impl Procfs {
         self.pid_max
     }
 
+    /// When this boot began: `btime` of `/proc/stat`, whole seconds.
+    pub fn boot_time(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.boot_time, 0).unwrap_or_default()
+    }
+
+    /// The procfs mount point read (normally `/proc`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The boot id (`/proc/sys/kernel/random/boot_id`, a UUID new at every
+    /// boot), trimmed.
+    ///
+    /// Errors: the file cannot be read.
+    pub fn boot_id(&self) -> io::Result<String> {
+        Ok(
+            fs::read_to_string(self.root.join("sys/kernel/random/boot_id"))?
+                .trim()
+                .to_string(),
+        )
+    }
+
+    /// The command line (`/proc/<pid>/cmdline`, NUL-separated arguments),
+    /// at most [`MAX_PROC_TEXT`] bytes of it. Empty for a zombie or a
+    /// kernel thread.
+    ///
+    /// Errors: the process is gone or not ours to read.
+    pub fn cmdline(&self, pid: i32) -> io::Result<Vec<Vec<u8>>> {
+        let bytes = read_bounded(&self.root.join(pid.to_string()).join("cmdline"))?;
+        Ok(bytes
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect())
+    }
+
+    /// The pidwatch variables in a process's initial environment
+    /// (`/proc/<pid>/environ`, as it was at exec; readable by the same user
+    /// or root).
+    ///
+    /// Errors: the process is gone or not ours to read.
+    pub fn markers(&self, pid: i32) -> io::Result<Markers> {
+        let bytes = read_bounded(&self.root.join(pid.to_string()).join("environ"))?;
+        Ok(parse_markers(&bytes))
+    }
+
     /// Turns a start time in clock ticks after boot into wall time.
     pub fn wall_time(&self, start_ticks: u64) -> DateTime<Utc> {
         let tps = self.ticks_per_second;
@@ -194,6 +240,52 @@ impl Procfs {
                 .collect()
         }))
     }
+}
+
+/// The most of a `/proc/<pid>/cmdline` or `environ` that is read: a worker's
+/// environment holds its prompt, which may be long; the pidwatch variables
+/// are set before it by the wrapper, but any order is read up to this size.
+pub const MAX_PROC_TEXT: u64 = 1 << 20;
+
+fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    fs::File::open(path)?
+        .take(MAX_PROC_TEXT)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The pidwatch variables of one process's environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Markers {
+    /// `PIDWATCH_INVOCATION_ID`, when it is a well-formed incarnation id.
+    pub invocation: Option<String>,
+    /// `PIDWATCH_STREAM_ID`, the worker id the wrapper gave its worker.
+    pub stream: Option<String>,
+    /// `PIDWATCH_LOG_FILE`, the worker log the wrapper gave its worker:
+    /// it names the orchestrator dir and the initiative, so that workers of
+    /// the same stream id in other projects are never taken for this one's.
+    pub log_file: Option<std::path::PathBuf>,
+}
+
+/// Parses the NUL-separated `KEY=VALUE` text of `/proc/<pid>/environ` for
+/// the pidwatch variables.
+pub fn parse_markers(bytes: &[u8]) -> Markers {
+    let mut markers = Markers::default();
+    for var in bytes.split(|b| *b == 0) {
+        let Some(rest) = var.strip_prefix(b"PIDWATCH_") else {
+            continue;
+        };
+        let text = |v: &[u8]| String::from_utf8(v.to_vec()).ok();
+        if let Some(v) = rest.strip_prefix(b"INVOCATION_ID=") {
+            markers.invocation = text(v).filter(|v| crate::core::is_incarnation_id(v));
+        } else if let Some(v) = rest.strip_prefix(b"STREAM_ID=") {
+            markers.stream = text(v);
+        } else if let Some(v) = rest.strip_prefix(b"LOG_FILE=") {
+            markers.log_file = text(v).map(std::path::PathBuf::from);
+        }
+    }
+    markers
 }
 
 /// At most this many threads read `/proc` in [`Procfs::members_of`].

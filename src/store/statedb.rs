@@ -6,7 +6,8 @@
 //! committed row; a power cut may lose the last ones but never corrupts the
 //! file), and carries its schema version in `PRAGMA user_version`. Times are
 //! stored as RFC 3339 UTC text with microseconds, so that they sort and read
-//! well in the `sqlite3` shell.
+//! well in the `sqlite3` shell. Neither the DB nor its side files are ever
+//! followed through a symlink ([`refuse_symlinks`], `SQLITE_OPEN_NOFOLLOW`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,12 +16,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::core::{RestartRecord, Verdict};
+use crate::core::{Ending, Incarnation, Origin, ProcessId, RestartRecord, Verdict};
 use crate::error::{Error, Result};
 use crate::observe::taskdb::{BUSY_TIMEOUT, sql_error};
+use crate::store::safe_fs;
 
 /// The schema version this pidwatch writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const KIND: &str = "state DB";
 
@@ -46,6 +48,29 @@ CREATE TABLE events (
     detail     TEXT
 );
 CREATE INDEX events_by_worker ON events (initiative, worker, id);
+";
+
+/// Schema version 2 adds incarnations: one row per start of a worker,
+/// recorded before the spawn. Kept verbatim, as applied to a version 1 DB.
+pub const SCHEMA_V2: &str = "
+CREATE TABLE incarnations (
+    id                  TEXT PRIMARY KEY,
+    initiative          TEXT NOT NULL,
+    worker              TEXT NOT NULL,
+    origin              TEXT NOT NULL,
+    boot_id             TEXT NOT NULL,
+    wrapper_pid         INTEGER,
+    wrapper_start_ticks INTEGER,
+    session             INTEGER,
+    cgroup              TEXT,
+    attempt             INTEGER,
+    started_at          TEXT NOT NULL,
+    ended_at            TEXT,
+    exit_status         INTEGER,
+    signal              TEXT,
+    stopped             INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX incarnations_by_worker ON incarnations (initiative, worker);
 ";
 
 /// What happened, as journaled in `events.kind`.
@@ -74,6 +99,10 @@ pub enum EventKind {
     AttemptsReset,
     /// A wrapper started by the monitor exited and was reaped.
     ChildExited,
+    /// An incarnation pidwatch did not start was proved and taken over.
+    Adopted,
+    /// An incarnation's wrapper was seen gone, and how it ended.
+    Ended,
 }
 
 impl EventKind {
@@ -91,6 +120,8 @@ impl EventKind {
             EventKind::Reset => "reset",
             EventKind::AttemptsReset => "attempts_reset",
             EventKind::ChildExited => "child_exited",
+            EventKind::Adopted => "adopted",
+            EventKind::Ended => "ended",
         }
     }
 }
@@ -133,6 +164,69 @@ pub struct NewEvent<'a> {
 pub struct StateDb {
     conn: Connection,
     path: PathBuf,
+    /// The schema version of the file: an old file opened by a reading
+    /// command is read as it is, not migrated.
+    version: i64,
+}
+
+/// The files SQLite keeps next to a database, by suffix.
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// The path of `db`'s side file with `suffix` (`-wal`, ...).
+fn side_file(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Refuses a state DB at `path` that is a symlink, or whose `-wal`, `-shm`
+/// or `-journal` file is one: SQLite would write through it (one `lstat`
+/// each; a missing file is fine).
+///
+/// Errors: [`Error::Symlink`] (exit 2) naming the symlink; [`Error::Io`]
+/// when a file cannot be looked at.
+pub fn refuse_symlinks(path: &Path) -> Result<()> {
+    std::iter::once(path.to_path_buf())
+        .chain(SIDE_FILES.iter().map(|suffix| side_file(path, suffix)))
+        .try_for_each(|file| {
+            safe_fs::refuse_symlink(&file).map_err(|e| Error::io("checking", &file, e))
+        })
+}
+
+/// Opens the SQLite file at `path` with `flags` and `SQLITE_OPEN_NOFOLLOW`.
+/// SQLite then refuses a symlink in any component of the path it is given,
+/// so it is given the real path of the folder (which comes from pidwatch's
+/// settings and may be reached through a symlink) and the file's own name:
+/// only the file itself must not be a symlink.
+///
+/// Errors: [`Error::Symlink`] when the file is a symlink; [`Error::Io`]
+/// when the folder cannot be resolved; [`Error::Database`] otherwise.
+fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
+    let real = match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir)
+                .map_err(|e| Error::io("resolving", dir, e))?
+                .join(name)
+        }
+        _ => path.to_path_buf(),
+    };
+    Connection::open_with_flags(&real, flags | OpenFlags::SQLITE_OPEN_NOFOLLOW).map_err(
+        |e| match &e {
+            rusqlite::Error::SqliteFailure(failure, _)
+                if failure.extended_code == rusqlite::ffi::SQLITE_CANTOPEN_SYMLINK =>
+            {
+                Error::Symlink {
+                    path: path.to_path_buf(),
+                }
+            }
+            _ => sql_error(KIND, path, &e),
+        },
+    )
 }
 
 /// Formats a time as stored: RFC 3339, UTC, microseconds.
@@ -148,15 +242,25 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 
 impl StateDb {
     /// Opens the state DB for writing, creating it and its folder if missing,
-    /// and bringing its schema to [`SCHEMA_VERSION`].
+    /// and bringing its schema to [`SCHEMA_VERSION`]. Neither the DB nor its
+    /// `-wal`, `-shm` and `-journal` files is followed through a symlink
+    /// (see [`refuse_symlinks`]).
     ///
-    /// Errors ([`Error::Database`], exit 3): not SQLite, locked, of a newer
-    /// schema than this pidwatch knows, or the folder cannot be written.
+    /// Errors: [`Error::Symlink`] (exit 2) when the DB or a side file is a
+    /// symlink; [`Error::Database`] (exit 3) when it is not SQLite, locked,
+    /// of a newer schema than this pidwatch knows; [`Error::Io`] (exit 3)
+    /// when the folder cannot be created.
     pub fn open(path: &Path) -> Result<StateDb> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
         }
-        let conn = Connection::open(path).map_err(|e| sql_error(KIND, path, &e))?;
+        refuse_symlinks(path)?;
+        let conn = connect(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         let db = StateDb::setup(conn, path)?;
         db.migrate()?;
         Ok(db)
@@ -164,19 +268,25 @@ impl StateDb {
 
     /// Opens an existing state DB without creating or migrating anything;
     /// `Ok(None)` when there is no file (nothing was ever recorded).
+    ///
+    /// Errors: as [`StateDb::open`]; a symlink is refused even when it
+    /// dangles.
     pub fn open_existing(path: &Path) -> Result<Option<StateDb>> {
+        refuse_symlinks(path)?;
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(
+        let conn = connect(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| sql_error(KIND, path, &e))?;
-        let db = StateDb::setup(conn, path)?;
+        )?;
+        let mut db = StateDb::setup(conn, path)?;
         match db.version()? {
             0 => Ok(None),
-            SCHEMA_VERSION => Ok(Some(db)),
+            v @ (1 | SCHEMA_VERSION) => {
+                db.version = v;
+                Ok(Some(db))
+            }
             v => Err(db.newer(v)),
         }
     }
@@ -191,6 +301,7 @@ impl StateDb {
         Ok(StateDb {
             conn,
             path: path.to_path_buf(),
+            version: SCHEMA_VERSION,
         })
     }
 
@@ -216,14 +327,13 @@ impl StateDb {
     }
 
     fn migrate(&self) -> Result<()> {
-        match self.version()? {
-            0 => {
-                let sql = format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;");
-                self.conn.execute_batch(&sql).map_err(|e| self.fail(e))
-            }
-            SCHEMA_VERSION => Ok(()),
-            v => Err(self.newer(v)),
-        }
+        let sql = match self.version()? {
+            0 => format!("BEGIN; {SCHEMA_V1} {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"),
+            1 => format!("BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"),
+            SCHEMA_VERSION => return Ok(()),
+            v => return Err(self.newer(v)),
+        };
+        self.conn.execute_batch(&sql).map_err(|e| self.fail(e))
     }
 
     /// The restart records of the workers of `initiative`, by worker id:
@@ -496,6 +606,14 @@ impl StateDb {
                 .conn
                 .prepare_cached(sql)?
                 .execute(params![initiative, worker])?;
+            if clear_given_up {
+                // A reset also clears a deliberate stop.
+                self.conn
+                    .prepare_cached(
+                        "UPDATE incarnations SET stopped = 0 WHERE initiative = ?1 AND worker = ?2",
+                    )?
+                    .execute(params![initiative, worker])?;
+            }
             let event = NewEvent {
                 worker: Some(worker),
                 ..NewEvent::default()
@@ -563,5 +681,232 @@ impl StateDb {
             .optional()
             .map(|r| r.is_some())
             .map_err(|e| self.fail(e))
+    }
+
+    /// The current incarnation of each worker of `initiative` (all, or those
+    /// in `only`): the newest recorded, when it belongs to boot `boot_id`
+    /// (an incarnation of an earlier boot has no process left).
+    pub fn current_incarnations(
+        &self,
+        initiative: &str,
+        only: Option<&BTreeSet<String>>,
+        boot_id: &str,
+    ) -> Result<BTreeMap<String, Incarnation>> {
+        if self.version < 2 {
+            return Ok(BTreeMap::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT worker, id, origin, boot_id, wrapper_pid, wrapper_start_ticks, session, \
+                 cgroup, attempt, started_at, ended_at, exit_status, signal, stopped \
+                 FROM incarnations WHERE rowid IN \
+                 (SELECT max(rowid) FROM incarnations WHERE initiative = ?1 GROUP BY worker)",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map(params![initiative], |row| {
+                let wrapper = match (row.get::<_, Option<i32>>(4)?, row.get::<_, Option<i64>>(5)?) {
+                    (Some(pid), Some(ticks)) => Some(ProcessId {
+                        pid,
+                        start_ticks: ticks.max(0) as u64,
+                    }),
+                    _ => None,
+                };
+                let ending = row
+                    .get::<_, Option<String>>(10)?
+                    .as_deref()
+                    .and_then(parse_time)
+                    .map(|at| -> rusqlite::Result<Ending> {
+                        Ok(Ending {
+                            at,
+                            exit_status: row.get(11)?,
+                            signal: row.get(12)?,
+                            stopped: row.get::<_, i64>(13)? != 0,
+                        })
+                    })
+                    .transpose()?;
+                Ok((
+                    row.get::<_, String>(0)?,
+                    Incarnation {
+                        id: row.get(1)?,
+                        origin: Origin::parse(&row.get::<_, String>(2)?).unwrap_or(Origin::Adopted),
+                        boot_id: row.get(3)?,
+                        wrapper,
+                        session: row.get(6)?,
+                        cgroup: row.get(7)?,
+                        attempt: row.get(8)?,
+                        started_at: parse_time(&row.get::<_, String>(9)?).unwrap_or_default(),
+                        ending,
+                    },
+                ))
+            })
+            .map_err(|e| self.fail(e))?;
+        let mut all = BTreeMap::new();
+        for row in rows {
+            let (worker, inc) = row.map_err(|e| self.fail(e))?;
+            if inc.boot_id == boot_id && only.is_none_or(|ids| ids.contains(&worker)) {
+                all.insert(worker, inc);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Records a new incarnation (before its wrapper is spawned, or when one
+    /// is adopted), journaling `adopted` for adoptions. An incarnation
+    /// already recorded under that id (spawned by a monitor that died before
+    /// it recorded the wrapper) gets its wrapper recorded.
+    pub fn record_incarnation(
+        &self,
+        initiative: &str,
+        worker: &str,
+        inc: &Incarnation,
+    ) -> Result<()> {
+        self.in_transaction(|| {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO incarnations (id, initiative, worker, origin, boot_id, wrapper_pid, \
+                     wrapper_start_ticks, session, cgroup, attempt, started_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                     ON CONFLICT (id) DO UPDATE SET wrapper_pid = excluded.wrapper_pid, \
+                     wrapper_start_ticks = excluded.wrapper_start_ticks, session = excluded.session",
+                )?
+                .execute(params![
+                    inc.id,
+                    initiative,
+                    worker,
+                    inc.origin.as_str(),
+                    inc.boot_id,
+                    inc.wrapper.map(|w| w.pid),
+                    inc.wrapper.map(|w| w.start_ticks as i64),
+                    inc.session,
+                    inc.cgroup,
+                    inc.attempt,
+                    format_time(inc.started_at),
+                ])?;
+            if inc.origin == Origin::Adopted {
+                let event = NewEvent {
+                    worker: Some(worker),
+                    pid: inc.wrapper.map(|w| w.pid),
+                    detail: Some(format!("incarnation {}", inc.id)),
+                    ..NewEvent::default()
+                };
+                self.insert_event(inc.started_at, Some(initiative), EventKind::Adopted, &event)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records the spawned wrapper of incarnation `id`: its PID, start time
+    /// and session.
+    pub fn set_wrapper(&self, id: &str, wrapper: ProcessId, session: Option<i32>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE incarnations SET wrapper_pid = ?2, wrapper_start_ticks = ?3, session = ?4 \
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    wrapper.pid,
+                    wrapper.start_ticks as i64,
+                    session
+                ])
+            })
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Records how incarnation `id` ended and journals `ended`.
+    pub fn end_incarnation(
+        &self,
+        initiative: &str,
+        worker: &str,
+        id: &str,
+        ending: &Ending,
+    ) -> Result<()> {
+        self.in_transaction(|| {
+            self.conn
+                .prepare_cached(
+                    "UPDATE incarnations SET ended_at = ?2, exit_status = ?3, signal = ?4, \
+                     stopped = ?5 WHERE id = ?1 AND ended_at IS NULL",
+                )?
+                .execute(params![
+                    id,
+                    format_time(ending.at),
+                    ending.exit_status,
+                    ending.signal,
+                    ending.stopped as i64
+                ])?;
+            let detail = describe_ending(ending);
+            let event = NewEvent {
+                worker: Some(worker),
+                detail: Some(format!("incarnation {id}: {detail}")),
+                ..NewEvent::default()
+            };
+            self.insert_event(ending.at, Some(initiative), EventKind::Ended, &event)
+        })
+    }
+}
+
+/// How an incarnation ended, in words: `exit 0`, `signal TERM (a deliberate
+/// stop)`, `wrapper gone, no exit file`.
+pub fn describe_ending(ending: &Ending) -> String {
+    match (&ending.signal, ending.exit_status) {
+        (Some(sig), _) if ending.stopped => format!("signal {sig} (a deliberate stop)"),
+        (Some(sig), _) => format!("signal {sig}"),
+        (None, Some(code)) => format!("exit {code}"),
+        (None, None) => "wrapper gone, no exit file".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn refused(result: Result<impl Sized>) -> PathBuf {
+        match result {
+            Err(Error::Symlink { path }) => path,
+            Err(e) => panic!("not a refusal: {e}"),
+            Ok(_) => panic!("a symlink was opened"),
+        }
+    }
+
+    #[test]
+    fn symlinked_db_and_side_files_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let db = tmp.path().join("pidwatch.db");
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let link = side_file(&db, suffix);
+            symlink(&victim, &link).unwrap();
+            assert_eq!(refused(StateDb::open(&db)), link);
+            assert_eq!(refused(StateDb::open_existing(&db)), link);
+            std::fs::remove_file(&link).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        // Past the checks (a symlink planted since), SQLite refuses it too.
+        symlink(&victim, &db).unwrap();
+        assert_eq!(
+            refused(connect(
+                &db,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+            )),
+            db
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+
+    #[test]
+    fn a_db_in_a_folder_reached_through_a_symlink_opens() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("real")).unwrap();
+        symlink(tmp.path().join("real"), tmp.path().join("link")).unwrap();
+        let db = tmp.path().join("link/pidwatch.db");
+        StateDb::open(&db).unwrap();
+        assert!(StateDb::open_existing(&db).unwrap().is_some());
+        assert!(tmp.path().join("real/pidwatch.db").is_file());
     }
 }

@@ -209,7 +209,7 @@ fn dependencies_completion_and_initiative_scope() {
     );
     assert_eq!(
         out["summary"],
-        json!({"running": 1, "completed": 1, "not_started": 1,
+        json!({"running": 1, "completed": 1, "not_started": 1, "stopped": 0,
         "waiting": 4, "given_up": 0, "dead": 1})
     );
 }
@@ -300,7 +300,7 @@ fn human_output_has_a_line_per_worker_and_a_summary() {
         "{b}"
     );
     assert!(
-        text.contains("2 worker(s): 1 running, 0 completed, 0 not started, 1 waiting"),
+        text.contains("2 worker(s): 1 running, 0 completed, 0 not started, 0 stopped, 1 waiting"),
         "{text}"
     );
     assert!(!text.contains('\u{1b}'), "no colour with --color never");

@@ -2,6 +2,8 @@
 
 mod check;
 mod events;
+mod files;
+mod hygiene;
 mod restart;
 mod service;
 mod util;

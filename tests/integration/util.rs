@@ -348,10 +348,20 @@ impl Fixture {
         .unwrap();
     }
 
-    /// A live `sleep`, with a PID file for `worker` naming it and a log
-    /// showing the run. Returns the PID.
+    /// A live process whose command line is `worker`'s wrapper (a `bash`
+    /// running `sleep`, with the wrapper's path, the worker id and the PID
+    /// file as its arguments), with a PID file naming it and a log showing
+    /// the run. Returns the PID.
     pub fn live_worker(&mut self, worker: &str) -> i32 {
-        let proc = Proc::sleep();
+        let proc = Proc::spawn(
+            Command::new("bash")
+                .arg("-c")
+                .arg("sleep 600; :")
+                .arg(self.dir.join("worker-wrapper.sh"))
+                .arg(worker)
+                .arg(self.pidfile_path(worker))
+                .current_dir(self.tmp.path()),
+        );
         let pid = proc.pid;
         self.procs.push(proc);
         self.pidfile(worker, &format!("{pid}\n"));
@@ -473,17 +483,17 @@ impl Fixture {
     /// Waits until the worker's PID file names a live process other than
     /// `old`, and returns it.
     pub fn wait_restarted(&self, worker: &str, old: i32, limit: Duration) -> i32 {
-        let mut new = 0;
-        wait_for(&format!("{worker} to be restarted"), limit, || {
+        let deadline = Instant::now() + limit;
+        loop {
             match self.pid_in_file(worker) {
-                Some(p) if p != old && is_alive(p) => {
-                    new = p;
-                    true
-                }
-                _ => false,
+                Some(p) if p != old && is_alive(p) => return p,
+                _ if Instant::now() >= deadline => panic!(
+                    "timed out after {limit:?} waiting for {worker} to be restarted; monitor.log:\n{}",
+                    self.monitor_log()
+                ),
+                _ => std::thread::sleep(Duration::from_millis(5)),
             }
-        });
-        new
+        }
     }
 
     /// Reaps a wrapper the test started and killed.
