@@ -62,7 +62,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code for this error (DESIGN.md, "Exit codes").
+    /// The process exit code for this error (ARCHITECTURE.md, "Exit codes of `check`").
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Locked { .. } | Error::Symlink { .. } => EXIT_USAGE,

@@ -3,22 +3,29 @@
 //! # Theory of operation
 //!
 //! pidwatch watches workers that it may not have started, through the PID
-//! files they leave. Each pass has three steps:
+//! files they leave, and decides from what it can prove (ARCHITECTURE.md).
+//! Each pass ([`pass`]) has three steps:
 //!
 //! - **observe** ([`observe`]) reads the world into a plain [`core::Snapshot`]:
-//!   each worker's PID file ([`pidfile`]), the process behind it
-//!   (`kill(pid, 0)` and `/proc/<pid>/stat`: state, start time, process group;
-//!   [`procfs`]), its tasks and dependencies in the Task Copilot DB
-//!   ([`taskdb`]), its restart history ([`statedb`]), and `now`.
+//!   each worker's PID file ([`observe::pidfile`]) and what the process behind
+//!   it proves to be (`/proc/<pid>/stat`, `cmdline`, `environ`;
+//!   [`observe::procfs`]), its current incarnation and its wrapper (the state
+//!   DB, [`store::statedb`]), the live processes of earlier incarnations (a
+//!   cgroup, [`observe::cgroup`], or one read of the process table,
+//!   [`observe::members`]), how its last run ended ([`observe::exitfile`]),
+//!   its tasks and dependencies ([`observe::taskdb`]), and `now`.
 //! - **decide** ([`core::decide`]) is pure: it gives each worker a verdict and
-//!   plans restarts under the restart cap and backoff.
-//! - **act** ([`act`]) stops the survivors of a dead worker's session, spawns
-//!   the wrapper ([`spawn`]), waits for its new PID file, and journals every
-//!   step in the state DB and `monitor.log` ([`monitor_log`]).
+//!   moves each restart along its state machine under the restart cap and
+//!   backoff.
+//! - **act** ([`act`]) carries the actions out (stop an earlier incarnation's
+//!   proved processes, spawn a new one in its cgroup or session, adopt one
+//!   started by someone else), reports facts back to the pass, and journals
+//!   every step in the state DB and `monitor.log` ([`store::monitor_log`]).
 //!
-//! `pidwatch check` runs the pipeline once ([`check`]); `pidwatch run` repeats
-//! it on events: a worker's exit seen through its pidfd, a change in the PID
-//! folder seen through inotify, a signal, or the sweep timer ([`run`]).
+//! `pidwatch check` runs a pass once ([`commands::check`]); `pidwatch run`
+//! runs one on events: a wrapper's exit seen through its pidfd, a change in
+//! the PID folder seen through inotify, a signal, or the sweep timer
+//! ([`daemon`]).
 
 pub mod act;
 pub mod cli;

@@ -198,7 +198,8 @@ impl<'a> Actor<'a> {
                     worker,
                     incarnation,
                     ending,
-                } => self.end(log, worker, incarnation, ending),
+                    cgroup,
+                } => self.end(log, worker, incarnation, ending, cgroup.as_deref()),
                 Action::StopOld {
                     worker,
                     members,
@@ -284,7 +285,22 @@ impl<'a> Actor<'a> {
         }
     }
 
-    fn end(&mut self, log: &mut MonitorLog, worker: &str, incarnation: &str, ending: &Ending) {
+    fn end(
+        &mut self,
+        log: &mut MonitorLog,
+        worker: &str,
+        incarnation: &str,
+        ending: &Ending,
+        cgroup: Option<&str>,
+    ) {
+        // An emptied cgroup goes at once; one that still holds orphans goes
+        // when they are stopped.
+        if let Some(path) = cgroup {
+            let cg = Cgroup::at(path.into());
+            if !cg.populated().unwrap_or(true) {
+                let _ = cg.remove();
+            }
+        }
         let Some(state) = self.state else { return };
         let level = if ending.stopped {
             Level::Info

@@ -330,7 +330,11 @@ pub fn stop_members(
     let after_kill = Instant::now() + Duration::from_secs(1);
     wait_all_exited(procfs, &pinned, after_kill);
     for cg in &groups {
-        let _ = cg.wait_empty(after_kill);
+        // Emptied, it is of no more use: an incarnation's cgroup is never
+        // reused.
+        if cg.wait_empty(after_kill).unwrap_or(false) {
+            let _ = cg.remove();
+        }
     }
     report.terminated.sort_unstable();
     report.terminated.dedup();

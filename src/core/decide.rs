@@ -17,7 +17,7 @@ pub const START_TIME_TOLERANCE: TimeDelta = TimeDelta::seconds(1);
 /// it forked meanwhile are found by the next look) before it gives up.
 pub const MAX_STOP_ROUNDS: u32 = 3;
 
-/// The restart policy, from the command line (DESIGN.md, "Restart policy").
+/// The restart policy, from the command line (ARCHITECTURE.md, "Restart").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Restart dead workers (`--auto-restart`); without it `decide` plans no action.
@@ -111,6 +111,8 @@ pub enum Action {
         incarnation: String,
         /// How it ended (a wrapper gone without an exit file: unknown, not a stop).
         ending: Ending,
+        /// Its cgroup, removed once empty.
+        cgroup: Option<String>,
     },
     /// Stop exactly these processes of earlier incarnations (SIGTERM, then
     /// SIGKILL after the stop timeout), before anything is started.
@@ -441,7 +443,8 @@ fn warn_about_evidence(
     let id = &worker.id;
     match alive {
         Ok(Alive::Current { pid, .. }) => match &worker.pidfile {
-            PidFileReading::Missing => decision.warnings.push(format!(
+            // A wrapper that wrote its exit file is finishing.
+            PidFileReading::Missing if worker.exit.is_none() => decision.warnings.push(format!(
                 "PID file of worker {id} is missing, but its wrapper (PID {pid}) lives; \
                  it counts as running"
             )),
@@ -528,6 +531,7 @@ fn plan(
                     worker: id.clone(),
                     incarnation: inc.id.clone(),
                     ending,
+                    cgroup: inc.cgroup.clone(),
                 });
             }
         }

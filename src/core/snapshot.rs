@@ -177,7 +177,9 @@ pub struct WorkerSnapshot {
     /// (a live wrapper needs no look).
     pub members: Vec<Member>,
     /// How the last run ended, from the wrapper's exit file, when the file
-    /// belongs to the current incarnation (or, with none recorded, to this boot).
+    /// belongs to the current incarnation (or, with none recorded, to this
+    /// boot). Read when no wrapper lives, or when a live wrapper's PID file
+    /// is gone (it may be finishing).
     pub exit: Option<Ending>,
     /// A restart of this worker under way in this pass, fed back by the pass
     /// after each step (see [`crate::core::RestartPhase`]).
@@ -204,7 +206,7 @@ pub struct Snapshot {
     pub workers: Vec<WorkerSnapshot>,
 }
 
-/// The state decided for one worker in one pass (DESIGN.md, "Verdicts").
+/// The state decided for one worker in one pass (ARCHITECTURE.md, "Verdicts").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -226,7 +228,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Every verdict, in the order of DESIGN.md.
+    /// Every verdict, in the order of ARCHITECTURE.md.
     pub const ALL: [Verdict; 7] = [
         Verdict::Running,
         Verdict::Completed,

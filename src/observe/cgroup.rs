@@ -1,4 +1,4 @@
-//! The cgroup v2 adapter (DESIGN.md, "Containment"): where the cgroup2 file
+//! The cgroup v2 adapter (ARCHITECTURE.md, "Containment"): where the cgroup2 file
 //! system is mounted, which cgroup pidwatch runs in, whether it may create
 //! cgroups there ([`Delegation`]), and one incarnation's cgroup ([`Cgroup`]):
 //! its members, whether it is populated, its CPU time and memory, signalling

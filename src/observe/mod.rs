@@ -233,7 +233,9 @@ impl Observer {
             };
             self.members(&stream.id, incarnation.as_ref(), &exclude, table)
         };
-        let exit = if wrapper_lives {
+        // A live wrapper whose PID file is gone may be finishing: its exit
+        // file, written just before, says so.
+        let exit = if wrapper_lives && !matches!(reading, PidFileReading::Missing) {
             None
         } else {
             self.exit_of(&path, incarnation.as_ref())

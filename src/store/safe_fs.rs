@@ -3,7 +3,7 @@
 //!
 //! pidwatch often runs as root in a folder other users can write to. A
 //! symlink planted at one of its file names would make it create, truncate
-//! or append to the symlink's target with its rights (DESIGN.md, "Untrusted
+//! or append to the symlink's target with its rights (ARCHITECTURE.md, "Untrusted
 //! input": files pidwatch writes are never followed through symlinks). So
 //! every such file is opened with `O_NOFOLLOW`, and a symlink found there is
 //! refused with [`SymlinkRefused`], an error that names the file. Only the
