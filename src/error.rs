@@ -1,6 +1,9 @@
 //! pidwatch's errors, and the one place that maps them to exit codes.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::ErrorCode;
 
 use crate::store::safe_fs::SymlinkRefused;
 
@@ -88,3 +91,29 @@ impl Error {
 
 /// pidwatch's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How long a read or write waits for another program's lock on an SQLite
+/// file (the task DB, written concurrently by the orchestrator; the state DB)
+/// before it is "locked": 5 seconds.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Turns an SQLite error into one that says what is wrong with the file.
+pub fn sql_error(kind: &'static str, path: &Path, err: &rusqlite::Error) -> Error {
+    let what = match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
+            "locked by another program for more than {} s",
+            BUSY_TIMEOUT.as_secs()
+        ),
+        Some(ErrorCode::NotADatabase) => "not an SQLite database".to_string(),
+        Some(ErrorCode::DatabaseCorrupt) => format!("corrupt: {err}"),
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            format!("cannot be opened: {err}")
+        }
+        _ => err.to_string(),
+    };
+    Error::Database {
+        kind,
+        path: path.to_path_buf(),
+        what,
+    }
+}

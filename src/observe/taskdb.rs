@@ -17,17 +17,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
 use crate::core::TaskCounts;
-use crate::error::{Error, Result};
+use crate::error::{BUSY_TIMEOUT, Error, Result, sql_error};
 
 /// How long a read waits for a writer's lock before giving up (exit 3).
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The task DB's name in errors.
 const KIND: &str = "task DB";
@@ -153,27 +151,6 @@ fn open_readonly_file(kind: &'static str, path: &Path) -> Result<(Connection, Fi
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| sql_error(kind, path, &e))?;
     Ok((conn, id))
-}
-
-/// Turns an SQLite error into one that says what is wrong with the file.
-pub(crate) fn sql_error(kind: &'static str, path: &Path, err: &rusqlite::Error) -> Error {
-    let what = match err.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
-            "locked by another program for more than {} s",
-            BUSY_TIMEOUT.as_secs()
-        ),
-        Some(ErrorCode::NotADatabase) => "not an SQLite database".to_string(),
-        Some(ErrorCode::DatabaseCorrupt) => format!("corrupt: {err}"),
-        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
-            format!("cannot be opened: {err}")
-        }
-        _ => err.to_string(),
-    };
-    Error::Database {
-        kind,
-        path: path.to_path_buf(),
-        what,
-    }
 }
 
 /// The columns of `table`, empty when the table does not exist.

@@ -17,8 +17,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::core::{Ending, Incarnation, Origin, ProcessId, RestartRecord, Verdict};
-use crate::error::{Error, Result};
-use crate::observe::taskdb::{BUSY_TIMEOUT, sql_error};
+use crate::error::{BUSY_TIMEOUT, Error, Result, sql_error};
 use crate::store::safe_fs;
 
 /// The schema version this pidwatch writes (`PRAGMA user_version`).
