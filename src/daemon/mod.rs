@@ -20,19 +20,18 @@
 pub mod detach;
 pub mod lock;
 pub mod notify;
+pub mod pid_folder;
 pub mod signals;
 pub mod watches;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -44,6 +43,7 @@ use crate::config::{self, Settings};
 use crate::core::Verdict;
 use crate::daemon::detach::{Detached, daemonize, remove_own_pid_file};
 use crate::daemon::notify::Notifier;
+use crate::daemon::pid_folder::PidFolder;
 use crate::daemon::signals::Signals;
 use crate::daemon::watches::{Watched, Watches};
 use crate::error::{EXIT_OK, Error, Result};
@@ -54,7 +54,7 @@ use crate::store::monitor_log::{Level, MonitorLog};
 use crate::store::statedb::{EventKind, NewEvent, StateDb};
 
 const TOKEN_SIGNALS: u64 = 0;
-const TOKEN_INOTIFY: u64 = 1;
+use crate::daemon::pid_folder::TOKEN_INOTIFY;
 /// The first wait before trying again after a failed pass; it doubles up to
 /// the interval.
 const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
@@ -127,7 +127,7 @@ struct Monitor {
     signals: Signals,
     notifier: Notifier,
     epoll: Epoll,
-    inotify: Option<Inotify>,
+    pid_folder: PidFolder,
     watches: Watches,
     /// Streams as last read, for names, dependencies and prompts.
     streams: BTreeMap<String, Stream>,
@@ -206,7 +206,7 @@ impl Monitor {
             signals,
             notifier,
             epoll,
-            inotify: None,
+            pid_folder: PidFolder::default(),
             watches: Watches::new(std::env::var_os("PIDWATCH_TEST_NO_PIDFD").is_none()),
             streams: BTreeMap::new(),
             verdicts: BTreeMap::new(),
@@ -244,102 +244,31 @@ impl Monitor {
         }
     }
 
-    /// Watches `pids/` (creating it if missing) for PID files created,
-    /// replaced or removed.
+    /// Watches `pids/` for PID files created, replaced or removed; logs
+    /// why when it cannot (PID files are then seen by the sweep only).
     fn watch_pid_dir(&mut self) {
-        if self.inotify.is_some() {
-            return;
-        }
-        let dir = &self.observer.paths.pid_dir;
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            self.log.log(
-                Level::Warning,
-                &format!("cannot create {}: {e}", dir.display()),
-            );
-            return;
-        }
-        let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
-            Ok(i) => i,
-            Err(e) => {
-                self.log.log(
-                    Level::Warning,
-                    &format!("inotify_init1: {e}; PID files are seen by the sweep only"),
-                );
-                return;
-            }
-        };
-        let mask = AddWatchFlags::IN_CREATE
-            | AddWatchFlags::IN_CLOSE_WRITE
-            | AddWatchFlags::IN_MOVED_TO
-            | AddWatchFlags::IN_MOVED_FROM
-            | AddWatchFlags::IN_DELETE
-            | AddWatchFlags::IN_DELETE_SELF
-            | AddWatchFlags::IN_MOVE_SELF;
-        if let Err(e) = inotify.add_watch(dir, mask) {
-            self.log.log(
-                Level::Warning,
-                &format!("inotify on {}: {e}", dir.display()),
-            );
-            return;
-        }
-        if self
-            .epoll
-            .add(
-                inotify.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_INOTIFY),
-            )
-            .is_ok()
+        if let Err(why) = self
+            .pid_folder
+            .watch(&self.epoll, &self.observer.paths.pid_dir)
         {
-            self.inotify = Some(inotify);
+            self.log.log(Level::Warning, &why);
         }
     }
 
-    /// The workers named by PID file events; `None` asks for a full sweep
-    /// (queue overflow, the folder itself moved or deleted).
+    /// The workers named by PID file events; `None` asks for a full sweep.
     fn read_inotify(&mut self) -> Option<BTreeSet<String>> {
-        let inotify = self.inotify.as_ref()?;
-        let mut workers = BTreeSet::new();
-        let mut sweep = false;
-        loop {
-            match inotify.read_events() {
-                Ok(events) if !events.is_empty() => {
-                    for ev in events {
-                        if ev.mask.intersects(
-                            AddWatchFlags::IN_Q_OVERFLOW
-                                | AddWatchFlags::IN_DELETE_SELF
-                                | AddWatchFlags::IN_MOVE_SELF
-                                | AddWatchFlags::IN_IGNORED,
-                        ) {
-                            sweep = true;
-                        }
-                        if let Some(name) = ev.name.as_ref().and_then(|n| n.to_str())
-                            && let Some(stem) = name.strip_suffix(".pid")
-                            && self.streams.contains_key(stem)
-                        {
-                            workers.insert(stem.to_string());
-                        }
-                    }
-                }
-                _ => break,
-            }
-        }
-        if sweep {
-            // Re-arm at the sweep: the folder may have been replaced.
-            if let Some(old) = self.inotify.take() {
-                let _ = self.epoll.delete(old.as_fd());
-            }
-            return None;
-        }
-        Some(workers)
+        self.pid_folder.read(&self.epoll, &self.streams)
     }
 
     fn status_line(&self) -> String {
         let count = |v: Verdict| self.verdicts.values().filter(|x| **x == v).count();
         format!(
-            "{} running, {} completed, {} not started, {} waiting, {} given up, {} dead; {} restart(s)",
+            "{} running, {} completed, {} not started, {} stopped, {} waiting, {} given up, \
+             {} dead; {} restart(s)",
             count(Verdict::Running),
             count(Verdict::Completed),
             count(Verdict::NotStarted),
+            count(Verdict::Stopped),
             count(Verdict::Waiting),
             count(Verdict::GivenUp),
             count(Verdict::Dead),

@@ -25,7 +25,6 @@ use serde_json::Value;
 use crate::core::TaskCounts;
 use crate::error::{BUSY_TIMEOUT, Error, Result, sql_error};
 
-
 /// The task DB's name in errors.
 const KIND: &str = "task DB";
 
