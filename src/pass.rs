@@ -54,6 +54,8 @@ pub struct PassResult {
     pub restarted: Vec<(String, i32)>,
     /// The live wrapper of each worker found running, to watch.
     pub running: BTreeMap<String, ProcessId>,
+    /// The cgroup of each running worker's incarnation that has one.
+    pub cgroups: BTreeMap<String, String>,
 }
 
 /// The first half of a pass: observes every worker (`scope` = `None`) or
@@ -73,6 +75,15 @@ pub fn observe_and_decide(
     let decision = decide(&ctx.settings.policy, &snapshot);
     warnings.extend(decision.warnings.iter().cloned());
     let running = running_wrappers(&snapshot);
+    let cgroups = snapshot
+        .workers
+        .iter()
+        .filter(|w| running.contains_key(&w.id))
+        .filter_map(|w| {
+            let inc = w.incarnation.as_ref().filter(|i| i.ending.is_none())?;
+            Some((w.id.clone(), inc.cgroup.clone()?))
+        })
+        .collect();
     Ok(PassResult {
         snapshot,
         decision,
@@ -81,6 +92,7 @@ pub fn observe_and_decide(
         spawned: Vec::new(),
         restarted: Vec::new(),
         running,
+        cgroups,
     })
 }
 

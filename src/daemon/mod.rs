@@ -17,6 +17,7 @@
 //! file reads do not grow with the number of workers; it reads the task DB
 //! whole, once (a few milliseconds at a thousand streams).
 
+pub mod cgroup_events;
 pub mod detach;
 pub mod lock;
 pub mod notify;
@@ -41,6 +42,7 @@ use crate::cli::RunArgs;
 use crate::commands::check::log_pass_summary;
 use crate::config::{self, Settings};
 use crate::core::Verdict;
+use crate::daemon::cgroup_events::{CgroupEvents, TOKEN_CGROUPS};
 use crate::daemon::detach::{Detached, daemonize, remove_own_pid_file};
 use crate::daemon::notify::Notifier;
 use crate::daemon::pid_folder::PidFolder;
@@ -128,6 +130,8 @@ struct Monitor {
     notifier: Notifier,
     epoll: Epoll,
     pid_folder: PidFolder,
+    /// Watches on running incarnations' `cgroup.events`.
+    cgroup_events: CgroupEvents,
     watches: Watches,
     /// Streams as last read, for names, dependencies and prompts.
     streams: BTreeMap<String, Stream>,
@@ -137,8 +141,8 @@ struct Monitor {
     failing: Option<BTreeSet<String>>,
     /// Warnings already logged.
     warned: BTreeSet<String>,
-    /// Workers already warned about for want of a pidfd.
-    pidfd_warned: BTreeSet<String>,
+    /// Workers already warned about for want of a pidfd or a cgroup watch.
+    watch_warned: BTreeSet<String>,
     /// Wrappers this monitor started, by PID, to reap and journal.
     children: BTreeMap<i32, String>,
     /// Workers to observe again at the next wake.
@@ -207,12 +211,13 @@ impl Monitor {
             notifier,
             epoll,
             pid_folder: PidFolder::default(),
+            cgroup_events: CgroupEvents::default(),
             watches: Watches::new(std::env::var_os("PIDWATCH_TEST_NO_PIDFD").is_none()),
             streams: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             failing: None,
             warned: BTreeSet::new(),
-            pidfd_warned: BTreeSet::new(),
+            watch_warned: BTreeSet::new(),
             children: BTreeMap::new(),
             retry: BTreeSet::new(),
             restarts: 0,
@@ -232,6 +237,11 @@ impl Monitor {
             );
         }
         monitor.watch_pid_dir();
+        if matches!(monitor.placement, Placement::Cgroup(_))
+            && let Err(why) = monitor.cgroup_events.arm(&monitor.epoll)
+        {
+            monitor.log.log(Level::Warning, &why);
+        }
         Ok(monitor)
     }
 
@@ -382,6 +392,16 @@ impl Monitor {
         }
 
         for d in &result.decision.workers {
+            match result.cgroups.get(&d.id) {
+                Some(cgroup) => {
+                    if let Err(why) = self.cgroup_events.ensure(&self.epoll, &d.id, cgroup)
+                        && self.watch_warned.insert(format!("cgroup {}", d.id))
+                    {
+                        self.log.log(Level::Warning, &why);
+                    }
+                }
+                None => self.cgroup_events.remove(&d.id),
+            }
             let Some(wrapper) = result.running.get(&d.id) else {
                 self.watches.remove(&self.epoll, &d.id);
                 continue;
@@ -405,7 +425,7 @@ impl Monitor {
                          its death is seen by inotify or the sweep",
                         d.id, wrapper.pid
                     );
-                    if self.pidfd_warned.insert(d.id.clone()) {
+                    if self.watch_warned.insert(d.id.clone()) {
                         self.log.log(Level::Warning, &warning);
                     }
                 }
@@ -620,6 +640,7 @@ impl Monitor {
                         Some(workers) => scope.extend(workers),
                         None => sweep = true,
                     },
+                    TOKEN_CGROUPS => scope.extend(self.cgroup_events.read()),
                     token => {
                         if let Some(worker) = self.watches.fired(&self.epoll, token) {
                             scope.insert(worker);
