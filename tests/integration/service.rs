@@ -349,3 +349,83 @@ fn each_death_of_a_crash_looping_worker_is_journaled() {
             == 3
     });
 }
+
+/// `status --json` of one worker restarted by pidwatch under `containment`,
+/// whose worker burns some CPU before it sleeps.
+fn status_of_a_busy_worker(containment: &str) -> Option<Value> {
+    let mut fx = Fixture::new();
+    fx.task("Busy", "in_progress", &[]);
+    fx.ran_before("Busy");
+    fs::create_dir_all(fx.work_dir("Busy")).unwrap();
+    fx.install_wrapper();
+    let burn = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; exec sleep 600";
+    let out = fx
+        .cmd()
+        .env("PIDWATCH_CONTAINMENT", containment)
+        .args(["check", "--auto-restart", "--worker-command", burn])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if containment == "cgroup" && out.status.code() == Some(2) {
+        eprintln!("skipped: no cgroup can be had here: {stderr}");
+        return None;
+    }
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let wrapper = fx.wait_restarted("Busy", 0, Duration::from_secs(15));
+    // The worker is past its busy loop once it is a sleep.
+    wait_for("the worker to sleep", Duration::from_secs(30), || {
+        all_pids().into_iter().any(|p| {
+            stat_fields(p).is_some_and(|f| f[1] == wrapper.to_string())
+                && fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+    });
+    let out = fx.cmd().args(["status", "--json"]).output().unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let busy = worker(&json, "Busy").clone();
+    assert_eq!(busy["verdict"], "running", "{busy}");
+    assert_eq!(busy["pid"], wrapper);
+    let comms: Vec<&str> = busy["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["comm"].as_str().unwrap())
+        .collect();
+    assert!(
+        comms.contains(&"sleep"),
+        "the worker itself is listed: {busy}"
+    );
+    assert!(
+        busy["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pid"] == wrapper),
+        "{busy}"
+    );
+    assert!(
+        busy["incarnation"].as_str().is_some_and(|i| i.len() == 32),
+        "{busy}"
+    );
+    Some(busy)
+}
+
+#[test]
+fn status_shows_the_workers_own_processes_and_cpu_from_its_cgroup() {
+    let Some(busy) = status_of_a_busy_worker("cgroup") else {
+        return;
+    };
+    assert_eq!(busy["resources_from"], "cgroup", "{busy}");
+    // The busy loop ran in the worker, not in the wrapper's bash: the
+    // cgroup counts it, the wrapper alone would show next to nothing.
+    assert!(
+        busy["cpu_seconds"].as_f64().unwrap() >= 0.05,
+        "the worker's CPU: {busy}"
+    );
+}
+
+#[test]
+fn status_shows_the_workers_own_processes_without_a_cgroup() {
+    let busy = status_of_a_busy_worker("session").unwrap();
+    assert_eq!(busy["resources_from"], "processes", "{busy}");
+    assert!(busy["rss_bytes"].as_u64().unwrap() > 0, "{busy}");
+}
