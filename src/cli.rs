@@ -137,11 +137,11 @@ reopens monitor.log and reloads settings; USR1 checks at once.")]
     #[command(after_help = "Examples:\n  pidwatch demo\n  pidwatch demo --keep")]
     Demo(DemoArgs),
 
-    /// Print the worker wrapper script, to install as DIR/worker-wrapper.sh
+    /// Print the worker wrapper script, or install it as DIR/worker-wrapper.sh
     #[command(
-        after_help = "Examples:\n  pidwatch wrapper > .claude/orchestrator/worker-wrapper.sh\n  chmod +x .claude/orchestrator/worker-wrapper.sh"
+        after_help = "Examples:\n  pidwatch wrapper --install .claude/orchestrator/worker-wrapper.sh\n  pidwatch wrapper | less"
     )]
-    Wrapper,
+    Wrapper(WrapperArgs),
 }
 
 /// Options of `check`.
@@ -276,6 +276,15 @@ pub struct HistoryArgs {
 pub struct ResetArgs {
     /// The worker (stream id) to reset
     pub worker: String,
+}
+
+/// Options of `wrapper`.
+#[derive(Debug, Clone, Args)]
+pub struct WrapperArgs {
+    /// Write the script to PATH (a temp file beside it, renamed over it, mode
+    /// 0755), safe while wrappers run from the old one; without it, print it
+    #[arg(long, value_name = "PATH")]
+    pub install: Option<PathBuf>,
 }
 
 /// Options of `demo`.

@@ -81,9 +81,20 @@ pub fn dispatch(cli: Cli, env: &Environment) -> Result<i32> {
         Command::History(args) => commands::history(&global, &args, env),
         Command::Reset(args) => commands::reset(&global, &args, env),
         Command::Demo(args) => commands::demo::run(&args, config::color_enabled(&global, env)),
-        Command::Wrapper => {
-            output::print_stdout(WRAPPER_SCRIPT);
-            Ok(0)
-        }
+        Command::Wrapper(args) => match args.install {
+            None => {
+                output::print_stdout(WRAPPER_SCRIPT);
+                Ok(0)
+            }
+            Some(path) => {
+                let path = config::absolute(&env.cwd, &path);
+                store::safe_fs::write_atomically(&path, WRAPPER_SCRIPT.as_bytes(), 0o755)
+                    .map_err(|e| error::Error::io("installing the wrapper as", &path, e))?;
+                if !global.quiet {
+                    output::print_stdout(&format!("installed {}\n", path.display()));
+                }
+                Ok(0)
+            }
+        },
     }
 }

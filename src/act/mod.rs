@@ -578,8 +578,13 @@ impl<'a> Actor<'a> {
                         ..NewEvent::default()
                     },
                 );
+                let hint = if status == "exit 127" {
+                    "; its worker command was not found (see the worker log)"
+                } else {
+                    ""
+                };
                 Err(format!(
-                    "wrapper exited ({status}) before its PID file named it"
+                    "wrapper exited ({status}) before its PID file named it{hint}"
                 ))
             }
         }
@@ -677,8 +682,34 @@ pub fn cgroup_name(worker: &str, id: &str) -> String {
     format!("{safe}.{id}")
 }
 
+/// At most this many open tasks are listed in a restart prompt; the rest
+/// are counted (`… and K more`).
+pub const PROMPT_MAX_TASKS: usize = 50;
+
+/// At most this many characters of one text from the task DB (a title, a
+/// name, an id) go into a prompt.
+pub const PROMPT_MAX_FIELD: usize = 500;
+
+/// A text from the task DB made fit for a prompt: NUL and other control
+/// characters (a prompt is one argv string, where NUL cannot be) become
+/// spaces, and it is cut to [`PROMPT_MAX_FIELD`] characters.
+fn prompt_field(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(PROMPT_MAX_FIELD)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(PROMPT_MAX_FIELD).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// The prompt a restarted worker gets: its stream, the initiative, and the
-/// tasks still open.
+/// tasks still open. Bounded whatever the task DB holds (at most
+/// [`PROMPT_MAX_TASKS`] tasks of [`PROMPT_MAX_FIELD`] characters a field,
+/// about 80 KB in all, below Linux's 128 KiB limit on one argument), with no
+/// NUL or control character.
 pub fn prompt_for(stream: &Stream, initiative: &crate::observe::taskdb::Initiative) -> String {
     let deps = if stream.dependencies.is_empty() {
         "None".to_string()
@@ -686,34 +717,74 @@ pub fn prompt_for(stream: &Stream, initiative: &crate::observe::taskdb::Initiati
         stream
             .dependencies
             .iter()
-            .cloned()
+            .take(PROMPT_MAX_TASKS)
+            .map(|d| prompt_field(d))
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let id = prompt_field(&stream.id);
     let mut prompt = format!(
         "You are a worker agent in the Claude Copilot orchestration system, \
          restarted by pidwatch after the previous worker died.\n\n\
          ## Your Assignment\n\
-         - Stream: {}\n\
+         - Stream: {id}\n\
          - Stream Name: {}\n\
          - Initiative: {} ({})\n\
          - Dependencies: {deps}\n\n\
          ## Incomplete tasks\n",
-        stream.id,
-        stream.name.as_deref().unwrap_or(&stream.id),
-        initiative.name,
-        initiative.id,
+        prompt_field(stream.name.as_deref().unwrap_or(&stream.id)),
+        prompt_field(&initiative.name),
+        prompt_field(&initiative.id),
     );
-    for task in &stream.open_tasks {
+    for task in stream.open_tasks.iter().take(PROMPT_MAX_TASKS) {
         prompt.push_str(&format!(
             "- {}: {} ({})\n",
-            task.id, task.title, task.status
+            prompt_field(&task.id),
+            prompt_field(&task.title),
+            prompt_field(&task.status)
         ));
     }
+    let more = stream.open_tasks.len().saturating_sub(PROMPT_MAX_TASKS);
+    if more > 0 {
+        prompt.push_str(&format!("- … and {more} more\n"));
+    }
     prompt.push_str(&format!(
-        "\nCall task_list(metadata.streamId=\"{}\") to confirm their state, continue where \
-         the previous worker stopped, and do not redo completed tasks. Stay on {} tasks only.\n",
-        stream.id, stream.id
+        "\nCall task_list(metadata.streamId=\"{id}\") to confirm their state, continue where \
+         the previous worker stopped, and do not redo completed tasks. Stay on {id} tasks only.\n"
     ));
     prompt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::taskdb::{Initiative, OpenTask};
+
+    #[test]
+    fn any_task_db_gives_a_bounded_prompt_without_nul() {
+        let open_tasks = (0..3000)
+            .map(|i| OpenTask {
+                id: format!("TASK-{i}"),
+                title: format!(
+                    "title\0with NUL\u{1b}[31m {}",
+                    "x".repeat(140_000 * (i == 0) as usize)
+                ),
+                status: "pending".into(),
+            })
+            .collect();
+        let stream = Stream {
+            id: "Stream-A".into(),
+            open_tasks,
+            ..Stream::default()
+        };
+        let initiative = Initiative {
+            id: "i".into(),
+            name: "n".into(),
+        };
+        let prompt = prompt_for(&stream, &initiative);
+        assert!(prompt.len() < 100_000, "{} bytes", prompt.len());
+        assert!(!prompt.contains('\0') && !prompt.contains('\u{1b}'));
+        assert!(prompt.contains("- … and 2950 more"), "{prompt}");
+        assert!(prompt.contains("TASK-49:") && !prompt.contains("TASK-50:"));
+    }
 }

@@ -98,7 +98,7 @@ pub fn daemonize(pid_file: &Path, lock: Option<&mut Lock>) -> Result<Detached> {
     }
 }
 
-/// Writes a file (mode 0644 before the umask) through a temp file of
+/// Writes a file (mode 0644) through a temp file of
 /// unpredictable name in the same folder and a rename, so that a reader sees
 /// the old content or the whole new one; see
 /// [`crate::store::safe_fs::write_atomically`].

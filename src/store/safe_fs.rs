@@ -114,9 +114,9 @@ pub fn open_lock_nofollow(path: &Path) -> io::Result<File> {
 
 /// Replaces `path` with `bytes`, atomically: readers see the old content or
 /// the whole new one. The bytes go to a new temp file of the same folder
-/// (created with `O_EXCL` under a random name, mode `mode` before the
-/// umask), are fsync'd, and the temp file is renamed onto `path`. The
-/// folder is created if missing.
+/// (created with `O_EXCL` under a random name, then given exactly mode
+/// `mode` through its descriptor, whatever the umask), are fsync'd, and the
+/// temp file is renamed onto `path`. The folder is created if missing.
 ///
 /// Errors: [`SymlinkRefused`] when `path` is a symlink (its target is left
 /// as it is); the OS error when the folder or temp file cannot be created,
@@ -137,6 +137,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
         .suffix(".tmp")
         .permissions(Permissions::from_mode(mode))
         .tempfile_in(dir)?;
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(mode))?;
     tmp.as_file_mut().write_all(bytes)?;
     tmp.as_file().sync_all()?;
     // rename(2) replaces whatever is at `path` (even a symlink planted since

@@ -516,3 +516,171 @@ fn a_sigkilled_wrapper_leaves_no_exit_file_of_its_own() {
     assert_ne!(left.pid, run.pid);
     kill_tree(worker);
 }
+
+/// Makes the fixture's work dir for W a git repository with one commit.
+fn git_work_dir(fx: &Fixture) -> PathBuf {
+    let work = fx.work_dir("W");
+    fs::create_dir_all(&work).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&work)
+            .args(args)
+            .output()
+            .expect("git is needed by this test: apt-get install git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "base",
+    ]);
+    // A hook that would hang the wrapper if it ran, as a pinentry would.
+    fs::write(work.join(".git/hooks/pre-commit"), "#!/bin/sh\nsleep 600\n").unwrap();
+    fs::set_permissions(
+        work.join(".git/hooks/pre-commit"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    work
+}
+
+fn git_log(work: &std::path::Path) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(work)
+        .args(["log", "--format=%s%n%b", "-n", "1"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn finished_work_is_committed_and_failed_work_is_not() {
+    let fx = Fixture::new();
+    let work = git_work_dir(&fx);
+    let mut run = Run::start(fx, &["--", "sh", "-c", "echo done > result.txt"], None);
+    assert_eq!(run.exit_code(), 0, "{}", run.log());
+    let log = git_log(&work);
+    assert!(log.starts_with("feat(W): Complete stream tasks"), "{log}");
+    assert!(log.contains(&format!("Initiative: {INITIATIVE}")), "{log}");
+    assert!(log.contains("Stream: W"), "{log}");
+    assert!(
+        log.contains("Automated commit from orchestration worker"),
+        "{log}"
+    );
+    assert!(run.log().contains("Committed changes: "), "{}", run.log());
+
+    let fx = Fixture::new();
+    let work = git_work_dir(&fx);
+    let mut run = Run::start(
+        fx,
+        &["--", "sh", "-c", "echo half > result.txt; exit 3"],
+        None,
+    );
+    assert_eq!(run.exit_code(), 3);
+    assert_eq!(
+        git_log(&work).trim(),
+        "base",
+        "a failed worker's edits are not committed"
+    );
+    assert!(!run.log().contains("Committed changes"), "{}", run.log());
+
+    let fx = Fixture::new();
+    git_work_dir(&fx);
+    let mut run = Run::start(fx, &["--", "true"], None);
+    assert_eq!(run.exit_code(), 0);
+    assert!(run.log().contains("No changes to commit"), "{}", run.log());
+}
+
+#[test]
+fn the_worker_is_found_under_a_service_path_and_a_missing_one_is_named() {
+    let fx = Fixture::new();
+    let home = fx.tmp.path().join("home-bin");
+    let bin = home.join(".local/bin");
+    fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("claude");
+    fs::write(&fake, "#!/bin/sh\necho \"claude ran\"\n").unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    // systemd's default PATH, which lacks ~/.local/bin.
+    let wrapper = fx.install_wrapper();
+    fs::create_dir_all(fx.work_dir("W")).unwrap();
+    let status = Command::new(&wrapper)
+        .arg("W")
+        .arg(fx.pidfile_path("W"))
+        .arg(fx.dir.join("logs"))
+        .arg(fx.work_dir("W"))
+        .arg(INITIATIVE)
+        .arg("a prompt of 24 chars....")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", &home)
+        .current_dir(fx.tmp.path())
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let log = fs::read_to_string(fx.worker_log_path("W")).unwrap();
+    assert!(log.contains("claude ran"), "{log}");
+    assert!(log.contains("Prompt length: 24 chars"), "{log}");
+    assert!(
+        log.contains(&format!("Claude path: {}", fake.display())),
+        "{log}"
+    );
+    assert!(
+        log.contains("PATH: /opt/homebrew/bin:/usr/local/bin:"),
+        "{log}"
+    );
+
+    let mut run = Run::start(Fixture::new(), &["--", "no-such-worker-command"], None);
+    assert_eq!(run.exit_code(), 127);
+    assert!(
+        run.log()
+            .contains("Worker command not found: no-such-worker-command"),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.fx.pid_in_file("W").is_none(),
+        "no PID file for a start that never was"
+    );
+}
+
+#[test]
+fn a_running_wrapper_survives_its_file_being_rewritten_or_installed_over() {
+    let fx = Fixture::new();
+    let mut run = Run::start(fx, &["--", "sh", "-c", "exec sleep 1"], None);
+    run.wait_pidfile();
+    let wrapper = run.fx.dir.join("worker-wrapper.sh");
+    // In place, as `pidwatch wrapper > worker-wrapper.sh` does: a longer
+    // text at the same offsets.
+    let text = format!("{}\n# {}\n", pidwatch::WRAPPER_SCRIPT, "x".repeat(5000));
+    fs::write(&wrapper, text).unwrap();
+    assert_eq!(run.exit_code(), 0, "{}", run.log());
+    assert!(
+        run.log().contains("Exit code: 0"),
+        "the footer: {}",
+        run.log()
+    );
+    assert!(run.fx.pid_in_file("W").is_none(), "its PID file removed");
+
+    // pidwatch wrapper --install: a new file renamed over, mode 0755.
+    run.fx
+        .cmd()
+        .args(["wrapper", "--install"])
+        .arg(&wrapper)
+        .assert()
+        .code(0);
+    let meta = fs::metadata(&wrapper).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        fs::read_to_string(&wrapper).unwrap(),
+        pidwatch::WRAPPER_SCRIPT
+    );
+}
