@@ -62,6 +62,11 @@ pub enum Error {
     /// Anything else that stops the check (exit 3).
     #[error("{0}")]
     CannotCheck(String),
+    /// The memory DB names no active initiative: nothing to watch. `check`
+    /// and `status` say so and exit 0, `run` waits for one; commands that
+    /// need an initiative exit 3.
+    #[error("No active initiative found in memory DB {}; give one with --initiative", .0.display())]
+    NoActiveInitiative(PathBuf),
 }
 
 impl Error {
@@ -69,7 +74,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Locked { .. } | Error::Symlink { .. } => EXIT_USAGE,
-            Error::Database { .. } | Error::Io { .. } | Error::CannotCheck(_) => EXIT_CANNOT_CHECK,
+            Error::Database { .. }
+            | Error::Io { .. }
+            | Error::CannotCheck(_)
+            | Error::NoActiveInitiative(_) => EXIT_CANNOT_CHECK,
         }
     }
 

@@ -56,6 +56,30 @@ pub fn report_warnings(log: &mut MonitorLog, warnings: &[String], quiet: bool) {
     }
 }
 
+/// What the original said when the memory DB names no active initiative
+/// (all done, or none begun): nothing to watch, which is not a failure.
+pub const NO_ACTIVE_INITIATIVE: &str = "No active initiative found";
+
+/// Prints that there is nothing to watch: the line, or under `--json` the
+/// usual document with no initiative and no workers.
+pub fn print_nothing_to_watch(settings: &Settings) {
+    let out = &settings.output;
+    if out.json {
+        let doc = serde_json::json!({
+            "initiative": null,
+            "workers": [],
+            "summary": crate::render::Summary::default(),
+            "warnings": [],
+        });
+        crate::output::print_stdout(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        ));
+    } else if !out.quiet {
+        crate::output::print_stdout(&format!("{NO_ACTIVE_INITIATIVE}\n"));
+    }
+}
+
 /// Prints a pass's result: JSON, the table, or nothing under `--quiet`.
 pub fn print_report(settings: &Settings, report: &Report) {
     let out = &settings.output;
@@ -72,7 +96,15 @@ pub fn print_report(settings: &Settings, report: &Report) {
 /// Errors: those of [`Observer::open`] and the pass (exit 3), a held lock
 /// (exit 2), `--containment cgroup` where no cgroup can be had (exit 2).
 pub fn run(settings: &Settings) -> Result<i32> {
-    let observer = Observer::open(settings)?;
+    let observer = match Observer::open(settings) {
+        Err(Error::NoActiveInitiative(_)) => {
+            let mut log = open_log(settings);
+            log.file_only(Level::Info, NO_ACTIVE_INITIATIVE);
+            print_nothing_to_watch(settings);
+            return Ok(EXIT_OK);
+        }
+        other => other?,
+    };
     let mut log = open_log(settings);
     log.file_only(
         Level::Info,

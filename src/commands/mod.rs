@@ -34,7 +34,13 @@ fn settings(global: &GlobalArgs, env: &Environment, max_restarts: u32) -> Result
 /// Errors: as `check`.
 pub fn status(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Result<i32> {
     let settings = settings(global, env, args.max_restarts)?;
-    let observer = Observer::open(&settings)?;
+    let observer = match Observer::open(&settings) {
+        Err(Error::NoActiveInitiative(_)) => {
+            crate::commands::check::print_nothing_to_watch(&settings);
+            return Ok(EXIT_OK);
+        }
+        other => other?,
+    };
     let state = StateDb::open_existing(&settings.paths.state_db)?;
     let observation = observer.observe(state.as_ref(), None)?;
     let decision = decide(&settings.policy, &observation.snapshot);

@@ -73,8 +73,12 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
             "--interval 0: the sweep needs a period above 0 s".into(),
         ));
     }
-    // Fail early, on the terminal, for what can be checked before detaching.
-    drop(Observer::open(settings)?);
+    // Fail early, on the terminal, for what can be checked before detaching
+    // (no active initiative is not a failure: the monitor waits for one).
+    match Observer::open(settings) {
+        Ok(_) | Err(Error::NoActiveInitiative(_)) => {}
+        Err(e) => return Err(e),
+    }
     let mut lock = if settings.spawn.dry_run {
         None
     } else {
@@ -92,8 +96,15 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
             Detached::Daemon(readiness) => daemon = Some((path, readiness)),
         }
     }
-    let result = match Monitor::start(settings, interval, args.daemon) {
-        Ok(mut monitor) => {
+    let readiness = daemon.as_mut().map(|(_, r)| r);
+    let waited = wait_for_initiative(settings, interval, args.daemon, readiness);
+    let started = waited.and_then(|go| {
+        go.then(|| Monitor::start(settings, interval, args.daemon))
+            .transpose()
+    });
+    let result = match started {
+        Ok(None) => Ok(EXIT_OK),
+        Ok(Some(mut monitor)) => {
             if let Some((_, readiness)) = daemon.as_mut() {
                 readiness.report(EXIT_OK, "ready");
             }
@@ -116,6 +127,66 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
     result
 }
 
+/// Waits, before the monitor starts, while the memory DB names no active
+/// initiative (all done, or none begun): logs `No active initiative found`
+/// once, tells systemd and a waiting `--daemon` parent that it is up, and
+/// looks again every `interval`, feeding the systemd watchdog meanwhile.
+/// Returns whether to start the monitor (false: SIGTERM or SIGINT came).
+///
+/// Errors: the memory DB or the log cannot be read or opened.
+fn wait_for_initiative(
+    settings: &Settings,
+    interval: Duration,
+    daemon: bool,
+    readiness: Option<&mut crate::daemon::detach::Readiness>,
+) -> Result<bool> {
+    match Observer::open(settings) {
+        Err(Error::NoActiveInitiative(_)) => {}
+        Ok(_) => return Ok(true),
+        Err(e) => return Err(e),
+    }
+    let echo = (!settings.output.quiet && !daemon).then(|| settings.output.console());
+    let mut log = MonitorLog::open(&settings.paths.log_file, echo)
+        .map_err(|e| Error::io("opening", &settings.paths.log_file, e))?;
+    let signals = Signals::install()
+        .map_err(|e| Error::CannotCheck(format!("installing signal handlers: {e}")))?;
+    log.log(
+        Level::Info,
+        &format!(
+            "{}; looking again every {}s",
+            crate::commands::check::NO_ACTIVE_INITIATIVE,
+            interval.as_secs_f64()
+        ),
+    );
+    if let Some(readiness) = readiness {
+        readiness.report(EXIT_OK, "ready");
+    }
+    let notifier = Notifier::from_env();
+    notifier.ready("waiting for an active initiative");
+    let wait = notifier
+        .watchdog_interval()
+        .map_or(interval, |w| w.min(interval));
+    loop {
+        let mut fds = [nix::poll::PollFd::new(
+            signals.fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(millis));
+        if signals.take().shutdown {
+            log.log(Level::Info, "Received shutdown signal");
+            notifier.stopping();
+            return Ok(false);
+        }
+        notifier.watchdog();
+        match Observer::open(settings) {
+            Err(Error::NoActiveInitiative(_)) => {}
+            Ok(_) => return Ok(true),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The monitor's state between passes.
 struct Monitor {
     settings: Settings,
@@ -125,6 +196,9 @@ struct Monitor {
     placement: Placement,
     /// Which containment was chosen, and why: logged at start.
     placement_line: String,
+    /// The active initiative went away (completed): nothing is watched
+    /// until one is active again.
+    idle: bool,
     log: MonitorLog,
     signals: Signals,
     notifier: Notifier,
@@ -206,6 +280,7 @@ impl Monitor {
             state,
             placement,
             placement_line,
+            idle: false,
             log,
             signals,
             notifier,
@@ -289,6 +364,9 @@ impl Monitor {
     /// One pass over every worker (`None`) or some. Returns whether it
     /// completed.
     fn pass(&mut self, scope: Option<&BTreeSet<String>>) -> bool {
+        if self.idle {
+            return true;
+        }
         let ctx = pass::Context {
             settings: &self.settings,
             observer: &self.observer,
@@ -487,8 +565,69 @@ impl Monitor {
     fn sweep(&mut self) -> bool {
         self.watch_pid_dir();
         self.next_sweep = Instant::now() + self.interval;
+        if !self.follow_initiative() {
+            return true;
+        }
         // (A failed pass sets an earlier retry.)
         self.pass(None)
+    }
+
+    /// Follows the memory DB's active initiative at every sweep (unless
+    /// `--initiative` names one): switches to a new one, logging it, and
+    /// goes idle while there is none. Returns whether there is one to watch.
+    fn follow_initiative(&mut self) -> bool {
+        if self.settings.initiative.is_some() {
+            return true;
+        }
+        match crate::observe::resolve_initiative(&self.settings) {
+            Ok(active) if active == self.observer.initiative && !self.idle => true,
+            Ok(_) => match Observer::open(&self.settings) {
+                Ok(observer) => {
+                    self.switch_to(observer);
+                    true
+                }
+                Err(e) => {
+                    self.pass_failed(e);
+                    false
+                }
+            },
+            Err(Error::NoActiveInitiative(_)) => {
+                if !self.idle {
+                    self.log
+                        .log(Level::Info, crate::commands::check::NO_ACTIVE_INITIATIVE);
+                    self.forget_workers();
+                    self.idle = true;
+                    self.notifier
+                        .status("no active initiative; nothing to watch");
+                }
+                false
+            }
+            // The memory DB unreadable for a moment: watch on as before.
+            Err(_) => !self.idle,
+        }
+    }
+
+    /// Watches `observer`'s initiative from now on, logging the switch.
+    fn switch_to(&mut self, observer: Observer) {
+        if observer.initiative != self.observer.initiative || self.idle {
+            self.log.log(
+                Level::Info,
+                &format!("Monitoring initiative: {}", observer.initiative.name),
+            );
+            self.forget_workers();
+        }
+        self.observer = observer;
+        self.idle = false;
+    }
+
+    /// Forgets what was watched of the previous initiative.
+    fn forget_workers(&mut self) {
+        self.watches.clear(&self.epoll);
+        self.verdicts.clear();
+        self.streams.clear();
+        self.failing = None;
+        self.retry.clear();
+        self.next_due = None;
     }
 
     /// Reaps every exited child and journals its exit status.
@@ -537,19 +676,8 @@ impl Monitor {
             "Reloading: monitor.log reopened, settings read again",
         );
         match Observer::open(&self.settings) {
-            Ok(observer) => {
-                if observer.initiative != self.observer.initiative {
-                    self.log.log(
-                        Level::Info,
-                        &format!("Monitoring initiative: {}", observer.initiative.name),
-                    );
-                    self.watches.clear(&self.epoll);
-                    self.verdicts.clear();
-                    self.streams.clear();
-                    self.failing = None;
-                }
-                self.observer = observer;
-            }
+            Ok(observer) => self.switch_to(observer),
+            Err(Error::NoActiveInitiative(_)) => {} // the sweep that follows says so
             Err(e) => self.log.log(
                 Level::Error,
                 &format!("Reload failed, keeping the old settings: {e}"),

@@ -444,9 +444,9 @@ impl TaskRow {
 /// Finds the active initiative in the memory DB: status `IN PROGRESS`, else
 /// `BLOCKED`, else `NOT STARTED`, newest `created_at` first.
 ///
-/// Errors ([`Error::Database`], exit 3): the memory DB is missing, unreadable,
-/// locked, lacks `initiatives` (id, name, status, created_at), or has no
-/// active initiative.
+/// Errors: [`Error::Database`] (exit 3) when the memory DB is missing,
+/// unreadable, locked or lacks `initiatives` (id, name, status,
+/// created_at); [`Error::NoActiveInitiative`] when it names none.
 pub fn active_initiative(memory_db: &Path) -> Result<Initiative> {
     const KIND: &str = "memory DB";
     let conn = open_readonly(KIND, memory_db)?;
@@ -473,13 +473,7 @@ pub fn active_initiative(memory_db: &Path) -> Result<Initiative> {
     )
     .optional()
     .map_err(|e| sql_error(KIND, memory_db, &e))?
-    .ok_or_else(|| Error::Database {
-        kind: KIND,
-        path: memory_db.to_path_buf(),
-        what: "has no active initiative (status IN PROGRESS, BLOCKED or NOT STARTED); \
-               give one with --initiative"
-            .into(),
-    })
+    .ok_or_else(|| Error::NoActiveInitiative(memory_db.to_path_buf()))
 }
 
 /// The name of initiative `id` in the memory DB, when it can be read.

@@ -492,3 +492,67 @@ fn help_shows_examples() {
     let help = fx.cmd().args(["check", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("pidwatch check --json"));
 }
+
+/// Sets the status of initiative `id` in the fixture's memory DB.
+fn set_initiative_status(fx: &Fixture, id: &str, status: &str) {
+    rusqlite::Connection::open(&fx.memory_db)
+        .unwrap()
+        .execute(
+            "UPDATE initiatives SET status = ?1 WHERE id = ?2",
+            [status, id],
+        )
+        .unwrap();
+}
+
+#[test]
+fn no_active_initiative_is_nothing_to_watch_not_a_failure() {
+    let mut fx = Fixture::new();
+    fx.task("W", "completed", &[]);
+    set_initiative_status(&fx, INITIATIVE, "COMPLETE");
+    let out = fx.cmd().arg("check").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "No active initiative found"
+    );
+    let (code, json, _) = fx.check_json(&[]);
+    assert_eq!(code, 0);
+    assert!(json["initiative"].is_null(), "{json}");
+    assert_eq!(json["workers"], serde_json::json!([]));
+    assert_eq!(json["summary"]["dead"], 0);
+    let status = fx.cmd().args(["status"]).output().unwrap();
+    assert_eq!(status.status.code(), Some(0));
+    assert!(
+        fx.monitor_log()
+            .contains("[INFO] No active initiative found")
+    );
+}
+
+#[test]
+fn the_monitor_follows_the_active_initiative() {
+    const LIMIT: Duration = Duration::from_secs(15);
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    fx.live_worker("W");
+    set_initiative_status(&fx, INITIATIVE, "COMPLETE");
+    let _monitor = fx.monitor(&["--interval", "0.2"]);
+    wait_for("the monitor to wait for an initiative", LIMIT, || {
+        fx.monitor_log().contains("No active initiative found")
+    });
+    set_initiative_status(&fx, INITIATIVE, "IN PROGRESS");
+    wait_for("the monitor to watch it", LIMIT, || {
+        fx.monitor_log().contains("All workers healthy")
+    });
+    set_initiative_status(&fx, INITIATIVE, "COMPLETE");
+    wait_for("the monitor to notice it is complete", LIMIT, || {
+        fx.monitor_log()
+            .matches("No active initiative found")
+            .count()
+            == 2
+    });
+    set_initiative_status(&fx, OTHER_INITIATIVE, "IN PROGRESS");
+    wait_for("the monitor to switch", LIMIT, || {
+        fx.monitor_log()
+            .contains("Monitoring initiative: Old thing")
+    });
+}
