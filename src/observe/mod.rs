@@ -417,8 +417,9 @@ impl Observer {
                 let stem = name.strip_suffix(".pid")?;
                 (!streams.contains_key(stem)).then(|| {
                     format!(
-                        "PID file {} names no stream of initiative {}; ignored",
-                        self.paths.pid_dir.join(&name).display(),
+                        "PID file {} in {} names no stream of initiative {}; ignored",
+                        crate::output::quote(&name),
+                        self.paths.pid_dir.display(),
                         self.initiative.id
                     )
                 })

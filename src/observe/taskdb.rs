@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use crate::core::TaskCounts;
 use crate::error::{BUSY_TIMEOUT, Error, Result, sql_error};
+use crate::output::quote;
 
 /// The task DB's name in errors.
 const KIND: &str = "task DB";
@@ -355,7 +356,7 @@ impl TaskRow {
             Err(e) => {
                 reading.warnings.push(format!(
                     "task {}: metadata is not valid JSON ({e}); skipped",
-                    self.id
+                    quote(&self.id)
                 ));
                 return;
             }
@@ -365,15 +366,17 @@ impl TaskRow {
             Some(Value::String(s)) if crate::observe::pidfile::is_safe_id(s) => s.clone(),
             Some(Value::String(s)) => {
                 reading.warnings.push(format!(
-                    "task {}: metadata.streamId {s:?} cannot name a PID file or folder; skipped",
-                    self.id
+                    "task {}: metadata.streamId {} cannot name a PID file or folder; skipped",
+                    quote(&self.id),
+                    quote(s)
                 ));
                 return;
             }
             Some(other) => {
                 reading.warnings.push(format!(
-                    "task {}: metadata.streamId is not a non-empty string ({other}); skipped",
-                    self.id
+                    "task {}: metadata.streamId is not a non-empty string ({}); skipped",
+                    quote(&self.id),
+                    quote(&other.to_string())
                 ));
                 return;
             }
@@ -405,15 +408,17 @@ impl TaskRow {
                                 stream.dependencies.insert(dep.clone());
                             }
                             other => reading.warnings.push(format!(
-                                "task {}: metadata.{key} holds {other}, not a stream id; ignored",
-                                self.id
+                                "task {}: metadata.{key} holds {}, not a stream id; ignored",
+                                quote(&self.id),
+                                quote(&other.to_string())
                             )),
                         }
                     }
                 }
                 Some(other) => reading.warnings.push(format!(
-                    "task {}: metadata.{key} is not an array ({other}); ignored",
-                    self.id
+                    "task {}: metadata.{key} is not an array ({}); ignored",
+                    quote(&self.id),
+                    quote(&other.to_string())
                 )),
             }
         }
@@ -427,8 +432,9 @@ impl TaskRow {
             "pending" => counts.pending += 1,
             "blocked" => counts.blocked += 1,
             other => reading.warnings.push(format!(
-                "task {}: unknown status {other:?}; counted as not complete",
-                self.id
+                "task {}: unknown status {}; counted as not complete",
+                quote(&self.id),
+                quote(other)
             )),
         }
         if !matches!(status.as_str(), "completed" | "cancelled") {

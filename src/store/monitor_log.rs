@@ -105,12 +105,25 @@ pub struct MonitorLog {
 
 /// Replaces control characters (a newline in a stream id, say) so that one
 /// message is always one line.
+///
+/// Bidirectional overrides and other invisible format characters become
+/// `?` too (see [`crate::output::is_hidden`]), and a message is cut at
+/// [`MAX_LINE`] characters: what input a message quotes can neither reorder
+/// a terminal line nor flood the log.
 pub fn one_line(message: &str) -> String {
-    message
+    let mut line: String = message
         .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+        .take(MAX_LINE)
+        .map(|c| if crate::output::is_hidden(c) { '?' } else { c })
+        .collect();
+    if message.chars().nth(MAX_LINE).is_some() {
+        line.push('…');
+    }
+    line
 }
+
+/// The longest message written, in characters.
+pub const MAX_LINE: usize = 2000;
 
 /// The file line for `message` at local time `at`, newline included.
 pub fn format_line(at: chrono::DateTime<chrono::Local>, level: Level, message: &str) -> String {

@@ -224,7 +224,7 @@ fn a_row_with_broken_metadata_is_named_and_skipped() {
     let (code, out, stderr) = fx.check_json(&[]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains(&format!("task {bad}: metadata is not valid JSON")),
+        stderr.contains(&format!("task \"{bad}\": metadata is not valid JSON")),
         "{stderr}"
     );
     assert_eq!(worker(&out, "A")["tasks"]["total"], 2);
@@ -555,4 +555,36 @@ fn the_monitor_follows_the_active_initiative() {
         fx.monitor_log()
             .contains("Monitoring initiative: Old thing")
     });
+}
+
+#[test]
+fn hostile_ids_are_cut_and_escaped_in_every_message() {
+    let mut fx = Fixture::new();
+    fx.task("A", "in_progress", &[]);
+    // A 100 KB stream id with a right-to-left override, and a task whose
+    // status hides one too.
+    let huge = format!("evil\u{202E}{}", "x".repeat(100_000));
+    let meta = serde_json::json!({"streamId": format!("{huge}/slash")});
+    fx.task_raw("PRD-1", "pending", &meta.to_string(), false);
+    fx.task_raw(
+        "PRD-1",
+        "odd\u{202E}status",
+        &serde_json::json!({"streamId": "A"}).to_string(),
+        false,
+    );
+    let (_, _, stderr) = fx.check_json(&[]);
+    for text in [stderr.clone(), fx.monitor_log()] {
+        assert!(
+            !text.contains('\u{202E}'),
+            "an override reached the output: {text:.300}"
+        );
+        for line in text.lines() {
+            assert!(line.len() < 1000, "an unbounded line: {line:.300}");
+        }
+    }
+    assert!(stderr.contains("more bytes)"), "{stderr:.1000}");
+    assert!(
+        stderr.contains("\\u{202e}"),
+        "shown escaped: {stderr:.1000}"
+    );
 }
