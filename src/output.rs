@@ -30,13 +30,11 @@ pub const MAX_QUOTE: usize = 80;
 /// `\u{…}`.
 pub fn quote(text: &str) -> String {
     let mut out = String::from("\"");
-    let mut shown = 0;
-    for (i, c) in text.char_indices() {
+    for (shown, (i, c)) in text.char_indices().enumerate() {
         if shown == MAX_QUOTE {
             out.push_str(&format!("\"… ({} more bytes)", text.len() - i));
             return out;
         }
-        shown += 1;
         match c {
             '"' | '\\' => {
                 out.push('\\');
