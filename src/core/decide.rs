@@ -6,7 +6,15 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::incarnation::{Candidate, Ending, Member, ProcessId, Proof};
-use super::snapshot::{PidFileReading, ProcessReading, Reason, Snapshot, Verdict, WorkerSnapshot};
+use super::snapshot::{
+    InvalidPidFile, PidFileReading, ProcessReading, Reason, Snapshot, Verdict, WorkerSnapshot,
+};
+
+/// How long a PID file that is empty or not (yet) a number counts as being
+/// written: the original wrapper writes it with `echo $$ >`, which creates
+/// it empty before the write, so a reader can catch it empty or half
+/// written. It is looked at again after this; nothing is reported before.
+pub const PIDFILE_GRACE: TimeDelta = TimeDelta::seconds(2);
 
 /// How far a process's start time may lie after its PID file's mtime and
 /// still be the process that wrote it. The start time is known to one second
@@ -230,6 +238,12 @@ pub enum Alive {
         /// The oldest of them.
         pid: i32,
     },
+    /// The PID file was written less than [`PIDFILE_GRACE`] ago and does
+    /// not name the worker yet: it is being written; look again then.
+    BeingWritten {
+        /// When the grace ends.
+        until: DateTime<Utc>,
+    },
     /// The PID file names this worker's wrapper, of an incarnation pidwatch
     /// has not recorded: to be adopted.
     Adoptable {
@@ -245,11 +259,12 @@ pub enum Alive {
 }
 
 impl Alive {
-    /// The PID shown for the running worker.
-    pub fn pid(&self) -> i32 {
+    /// The PID shown for the running worker, when one is known.
+    pub fn pid(&self) -> Option<i32> {
         match self {
-            Alive::Current { pid, .. } | Alive::Starting { pid } => *pid,
-            Alive::Adoptable { wrapper, .. } => wrapper.pid,
+            Alive::Current { pid, .. } | Alive::Starting { pid } => Some(*pid),
+            Alive::Adoptable { wrapper, .. } => Some(wrapper.pid),
+            Alive::BeingWritten { .. } => None,
         }
     }
 }
@@ -323,6 +338,12 @@ pub fn liveness(worker: &WorkerSnapshot) -> (Result<Alive, Reason>, Option<i32>)
         }
     };
     match evidence {
+        Err(Reason::InvalidPidfile(InvalidPidFile::Empty | InvalidPidFile::NotANumber(_)))
+            if worker.members.is_empty() && worker.pidfile_fresh_until.is_some() =>
+        {
+            let until = worker.pidfile_fresh_until.unwrap_or_default();
+            (Ok(Alive::BeingWritten { until }), None)
+        }
         Err(_) if !worker.members.is_empty() => {
             let pids = worker.members.iter().map(|m| m.process.pid).collect();
             (Err(Reason::Orphaned(pids)), pid)
@@ -411,7 +432,7 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot) -> Decision {
             id: worker.id.clone(),
             verdict,
             reason,
-            pid: alive.as_ref().map(Alive::pid).ok().or(pid),
+            pid: alive.as_ref().ok().and_then(Alive::pid).or(pid),
             changed: record.last_verdict != Some(verdict),
         });
     }
@@ -496,6 +517,10 @@ fn plan(
     let record = &worker.record;
     let id = &worker.id;
     let live_inc = worker.incarnation.as_ref().filter(|i| i.ending.is_none());
+    if let Ok(Alive::BeingWritten { until }) = alive {
+        note_due(decision, *until);
+        return;
+    }
     match alive {
         Ok(Alive::Adoptable {
             wrapper,

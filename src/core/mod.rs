@@ -12,7 +12,7 @@ mod snapshot;
 mod tests;
 
 pub use decide::{
-    Action, Alive, Decision, MAX_STOP_ROUNDS, Policy, RestartAttempt, RestartPhase,
+    Action, Alive, Decision, MAX_STOP_ROUNDS, PIDFILE_GRACE, Policy, RestartAttempt, RestartPhase,
     START_TIME_TOLERANCE, WorkerDecision, decide, liveness,
 };
 pub use exit::{ExitRecord, is_incarnation_id, parse_exit_file};

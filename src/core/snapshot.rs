@@ -151,6 +151,10 @@ pub struct WorkerSnapshot {
     pub id: String,
     /// The PID file reading.
     pub pidfile: PidFileReading,
+    /// When an empty or not-a-number PID file, written moments ago, stops
+    /// counting as being written (its mtime plus
+    /// [`crate::core::PIDFILE_GRACE`]); `None` for any other, or an older one.
+    pub pidfile_fresh_until: Option<DateTime<Utc>>,
     /// The process named by a valid PID file; `None` when there is none.
     pub process: Option<ProcessReading>,
     /// Whether the worker ever started in this initiative: a PID file exists,

@@ -43,6 +43,7 @@ fn worker(id: &str, process: Option<ProcessReading>) -> WorkerSnapshot {
             mtime: t(0),
         },
         process,
+        pidfile_fresh_until: None,
         started: true,
         tasks: tasks(2, 1, 0),
         dependencies: BTreeSet::new(),
@@ -764,4 +765,37 @@ fn an_incarnation_being_spawned_counts_as_running() {
     let d = decide(&restarting(), &snapshot(5, vec![w]));
     assert_eq!(verdict_of(&d, "W"), (Verdict::Running, None));
     assert!(d.actions.is_empty(), "{:?}", d.actions);
+}
+
+#[test]
+fn a_pid_file_being_written_is_looked_at_again_not_reported() {
+    for pidfile in [
+        PidFileReading::Invalid(InvalidPidFile::Empty),
+        PidFileReading::Invalid(InvalidPidFile::NotANumber("12 3".into())),
+    ] {
+        let w = WorkerSnapshot {
+            pidfile,
+            process: None,
+            pidfile_fresh_until: Some(t(7)),
+            ..worker("W", None)
+        };
+        let d = decide(&restarting(), &snapshot(6, vec![w.clone()]));
+        assert_eq!(verdict_of(&d, "W"), (Verdict::Running, None));
+        assert!(d.actions.is_empty() && !d.has_failures());
+        assert_eq!(
+            d.next_due,
+            Some(t(7)),
+            "looked at again when the grace ends"
+        );
+        // After the grace, it is what it is.
+        let stale = WorkerSnapshot {
+            pidfile_fresh_until: None,
+            ..w
+        };
+        let d = decide(&restarting(), &snapshot(8, vec![stale]));
+        assert_eq!(
+            verdict_of(&d, "W"),
+            (Verdict::Dead, Some("invalid_pidfile"))
+        );
+    }
 }

@@ -242,9 +242,11 @@ impl Observer {
         };
         let started =
             !matches!(reading, PidFileReading::Missing) || self.log_shows_a_run(&stream.id);
+        let pidfile_fresh_until = self.fresh_until(&path, &reading);
         WorkerSnapshot {
             id: stream.id.clone(),
             pidfile: reading,
+            pidfile_fresh_until,
             process,
             started,
             tasks: stream.tasks.clone(),
@@ -257,6 +259,20 @@ impl Observer {
             exit,
             restart: None,
         }
+    }
+
+    /// When an empty or not-a-number PID file stops counting as being
+    /// written: its mtime plus [`crate::core::PIDFILE_GRACE`], if that is
+    /// still ahead.
+    fn fresh_until(&self, path: &Path, reading: &PidFileReading) -> Option<chrono::DateTime<Utc>> {
+        let mtime = match reading {
+            PidFileReading::Invalid(
+                crate::core::InvalidPidFile::Empty | crate::core::InvalidPidFile::NotANumber(_),
+            ) => pidfile::mtime_of(&std::fs::symlink_metadata(path).ok()?),
+            _ => return None,
+        };
+        let until = mtime + crate::core::PIDFILE_GRACE;
+        (until > Utc::now()).then_some(until)
     }
 
     /// How the last run ended, from the exit file beside `pid_file`: only

@@ -108,7 +108,12 @@ fn every_kind_of_invalid_pidfile_is_reported_with_its_reason() {
     for (stream, make, _) in &cases {
         fx.task(stream, "in_progress", &[]);
         fx.ran_before(stream);
-        make(&fx.pidfile_path(stream));
+        let path = fx.pidfile_path(stream);
+        make(&path);
+        // Older than the grace given to a PID file being written.
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            fx.set_mtime(&path, SystemTime::now() - Duration::from_secs(60));
+        }
     }
     // A symlink to a valid PID file of a live process is still refused.
     fx.task("Link", "in_progress", &[]);
@@ -587,4 +592,26 @@ fn hostile_ids_are_cut_and_escaped_in_every_message() {
         stderr.contains("\\u{202e}"),
         "shown escaped: {stderr:.1000}"
     );
+}
+
+#[test]
+fn a_pid_file_caught_while_being_written_is_not_a_death() {
+    let mut fx = Fixture::new();
+    fx.task("E", "in_progress", &[]);
+    fx.ran_before("E");
+    // As `echo $$ > pids/E.pid` leaves it between its open and its write.
+    let path = fx.pidfile("E", "");
+    let (code, out, stderr) = fx.check_json(&["--auto-restart", "--restart-delay", "0"]);
+    assert_eq!(code, 0, "nothing reported yet: {stderr}");
+    assert_eq!(worker(&out, "E")["verdict"], "running");
+    assert!(
+        !fx.monitor_log().contains("dead worker"),
+        "{}",
+        fx.monitor_log()
+    );
+    // Still empty after the grace: now it is what it is.
+    fx.set_mtime(&path, SystemTime::now() - Duration::from_secs(10));
+    let (code, out, _) = fx.check_json(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(worker(&out, "E")["reason"], "invalid_pidfile");
 }
