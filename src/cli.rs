@@ -54,6 +54,7 @@ pub enum ColorChoice {
 
 /// Options accepted before or after any subcommand.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The orchestrator dir, holding `pids/` and `logs/` [default: .claude/orchestrator]
     #[arg(long, global = true, env = "PIDWATCH_DIR", value_name = "DIR")]
@@ -105,7 +106,15 @@ Examples:
   pidwatch check
   pidwatch check --json
   pidwatch check --auto-restart --max-restarts 3
-  pidwatch check --auto-restart --dry-run")]
+  pidwatch check --auto-restart --dry-run
+
+Exit codes:
+  0  no worker is dead or given up (also: no active initiative, nothing to watch)
+  1  at least one worker is dead or given up (also when --auto-restart restarted it)
+  2  usage or configuration error (a bad option, another pidwatch holds the lock,
+     a symlink where pidwatch writes, a missing or non-executable wrapper)
+  3  could not check (orchestrator dir, task DB or memory DB missing, unreadable,
+     locked or of an unknown schema); with --json, an error object on stdout")]
     Check(CheckArgs),
 
     /// Watch the workers until stopped, reacting to deaths at once
@@ -116,7 +125,8 @@ Examples:
   pidwatch run --auto-restart --daemon --pid-file /run/pidwatch.pid
 
 Signals: TERM/INT stop after the step in hand (workers keep running); HUP
-reopens monitor.log and reloads settings; USR1 checks at once.")]
+reopens monitor.log, looks up the active initiative and reopens the task DB
+(options are not re-read; restart pidwatch for those); USR1 checks at once.")]
     Run(RunArgs),
 
     /// Show each worker's verdict, PID, uptime, resources, attempts and last event
@@ -154,6 +164,7 @@ pub struct CheckArgs {
 
 /// Options of restarting, shared by `check` and `run`.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Restart options")]
 pub struct RestartArgs {
     /// Restart dead workers through the wrapper
     #[arg(long)]
@@ -164,23 +175,23 @@ pub struct RestartArgs {
     pub max_restarts: u32,
 
     /// Backoff base: attempt k ≥ 2 waits SECS × 2^(k-1) after attempt k-1; 0 allowed
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_seconds)]
     pub restart_delay: f64,
 
     /// The longest backoff
-    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 300.0, value_parser = parse_seconds)]
     pub max_restart_delay: f64,
 
     /// A restarted worker running this long gets its attempts reset
-    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 600.0, value_parser = parse_seconds)]
     pub stable_after: f64,
 
     /// How long to wait for the new PID file after spawning the wrapper
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_seconds)]
     pub spawn_timeout: f64,
 
     /// How long survivors get between SIGTERM and SIGKILL
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
     pub stop_timeout: f64,
 
     /// The worker command the wrapper runs (through `sh -c`) [default: the wrapper's own, `claude`]
@@ -240,7 +251,7 @@ pub struct RunArgs {
     pub restart: RestartArgs,
 
     /// Seconds between full sweeps (deaths are seen at once regardless)
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_seconds)]
     pub interval: f64,
 
     /// Detach from the terminal (for hosts without systemd)
@@ -293,6 +304,18 @@ pub struct DemoArgs {
     /// Leave the demo folder in place for a look
     #[arg(long)]
     pub keep: bool,
+}
+
+/// Parses a number of seconds given on the command line (`5`, `0.5`); the
+/// range is checked when the settings are resolved.
+///
+/// Errors: not a number, with an example of one.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| "expected seconds, e.g. 5 or 0.5".to_string())
 }
 
 #[cfg(test)]

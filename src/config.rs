@@ -200,6 +200,14 @@ pub fn resolve_paths(
             .and_then(|n| n.to_str())
             .map(str::to_string)
             .ok_or_else(|| {
+                if !dir.exists() {
+                    // The likelier mistake: say that, as a check would (exit 3).
+                    return Error::CannotCheck(format!(
+                        "orchestrator dir {} does not exist (run from the project root, or \
+                         give --dir)",
+                        dir.display()
+                    ));
+                }
                 Error::Config(format!(
                     "cannot derive a workspace id from the project root {} (two levels above {}); \
                      give --workspace or WORKSPACE_ID",

@@ -81,6 +81,47 @@ impl Error {
         }
     }
 
+    /// A short name of the kind of error, for `--json` error objects:
+    /// `config`, `locked`, `symlink`, `database`, `io`, `cannot_check`,
+    /// `no_active_initiative`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::Locked { .. } => "locked",
+            Error::Symlink { .. } => "symlink",
+            Error::Database { .. } => "database",
+            Error::Io { .. } => "io",
+            Error::CannotCheck(_) => "cannot_check",
+            Error::NoActiveInitiative(_) => "no_active_initiative",
+        }
+    }
+
+    /// The file the error is about, when there is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Locked { path, .. }
+            | Error::Symlink { path }
+            | Error::Database { path, .. }
+            | Error::Io { path, .. }
+            | Error::NoActiveInitiative(path) => Some(path),
+            Error::Config(_) | Error::CannotCheck(_) => None,
+        }
+    }
+
+    /// The error as the JSON object a `--json` command prints on stdout
+    /// instead of its document, so that a script always reads JSON:
+    /// `{"error": {"kind", "message", "path"}, "exit_code"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {
+                "kind": self.kind(),
+                "message": self.to_string(),
+                "path": self.path().map(|p| p.display().to_string()),
+            },
+            "exit_code": self.exit_code(),
+        })
+    }
+
     /// An I/O error on `path` while doing `verb`; a refused symlink
     /// ([`SymlinkRefused`]) becomes [`Error::Symlink`] naming the symlink.
     pub fn io(verb: &'static str, path: &Path, source: std::io::Error) -> Error {

@@ -58,10 +58,14 @@ pub fn main_entry() -> i32 {
             return if e.use_stderr() { EXIT_USAGE } else { 0 };
         }
     };
+    let json = cli.global.json;
     match dispatch(cli, &Environment::current()) {
         Ok(code) => code,
         Err(e) => {
             output::print_stderr(&format!("pidwatch: error: {e}"));
+            if json {
+                output::print_stdout(&format!("{}\n", e.to_json()));
+            }
             e.exit_code()
         }
     }

@@ -132,6 +132,35 @@ impl WrapperCall<'_> {
     }
 }
 
+/// Checks that the wrapper can be run before anything counts an attempt: a
+/// missing or non-executable wrapper is a configuration error, not a
+/// restart that fails and burns the cap.
+///
+/// Errors: what is wrong with it, naming it and how to fix it.
+pub fn check_wrapper(wrapper: &Path) -> Result<(), String> {
+    let fix = format!(
+        "install it with `pidwatch wrapper --install {}`, or give --wrapper",
+        wrapper.display()
+    );
+    match std::fs::metadata(wrapper) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "the wrapper {} does not exist; {fix}",
+            wrapper.display()
+        )),
+        Err(e) => Err(format!("the wrapper {}: {e}", wrapper.display())),
+        Ok(meta) if !meta.is_file() => Err(format!(
+            "the wrapper {} is not a regular file; {fix}",
+            wrapper.display()
+        )),
+        Ok(_) => nix::unistd::access(wrapper, nix::unistd::AccessFlags::X_OK).map_err(|e| {
+            format!(
+                "the wrapper {} cannot be executed ({e}); `chmod +x` it, or {fix}",
+                wrapper.display()
+            )
+        }),
+    }
+}
+
 /// The descriptor limit pidwatch started with, restored in the wrappers it
 /// spawns, set by [`raise_fd_limit`].
 static ORIGINAL_FD_LIMIT: OnceLock<(u64, u64)> = OnceLock::new();

@@ -112,6 +112,10 @@ pub fn run(settings: &Settings) -> Result<i32> {
     );
 
     let acting = settings.policy.auto_restart && !settings.spawn.dry_run;
+    if acting && let Err(why) = crate::act::spawn::check_wrapper(&settings.paths.wrapper) {
+        log.file_only(Level::Error, &why);
+        return Err(Error::Config(why));
+    }
     // The lock is taken before reading, so that the view acted upon is not
     // one another monitor is changing.
     let _lock = if acting {

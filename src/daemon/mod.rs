@@ -73,6 +73,19 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
             "--interval 0: the sweep needs a period above 0 s".into(),
         ));
     }
+    if settings.output.json {
+        return Err(Error::Config(
+            "run has no --json output: it writes monitor.log's lines; \
+             `pidwatch status --json` and `pidwatch history --json` read its state"
+                .into(),
+        ));
+    }
+    if settings.policy.auto_restart
+        && !settings.spawn.dry_run
+        && let Err(why) = crate::act::spawn::check_wrapper(&settings.paths.wrapper)
+    {
+        return Err(Error::Config(why));
+    }
     // Fail early, on the terminal, for what can be checked before detaching
     // (no active initiative is not a failure: the monitor waits for one).
     match Observer::open(settings) {

@@ -615,3 +615,77 @@ fn a_pid_file_caught_while_being_written_is_not_a_death() {
     assert_eq!(code, 1);
     assert_eq!(worker(&out, "E")["reason"], "invalid_pidfile");
 }
+
+#[test]
+fn a_missing_or_unusable_wrapper_is_a_configuration_error_not_an_attempt() {
+    let mut fx = Fixture::new();
+    fx.task("W", "in_progress", &[]);
+    fx.ran_before("W");
+    let wrapper = fx.dir.join("worker-wrapper.sh");
+    fs::remove_file(&wrapper).unwrap();
+    let out = fx.cmd().args(["check", "--auto-restart"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the wrapper {} does not exist", wrapper.display())),
+        "{err}"
+    );
+    assert!(err.contains("pidwatch wrapper --install"), "{err}");
+    assert_eq!(
+        fx.monitor_log().matches("[ERROR]").count(),
+        1,
+        "{}",
+        fx.monitor_log()
+    );
+    fs::write(&wrapper, "#!/bin/sh\n").unwrap();
+    let out = fx.cmd().args(["check", "--auto-restart"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be executed"));
+    // Nothing was attempted.
+    assert!(fx.history().iter().all(|(_, k)| k != "restart_attempted"));
+    let run = fx.cmd().args(["run", "--auto-restart"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(2));
+}
+
+#[test]
+fn cli_errors_are_plain_and_json_errors_are_json() {
+    let fx = Fixture::new();
+    let out = fx
+        .cmd()
+        .args(["--dir", "/nonexistent/orchestrator", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let out = fx
+        .cmd()
+        .args(["check", "--json", "--tasks-db", "/nonexistent/tasks.db"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(doc["exit_code"], 3);
+    assert_eq!(doc["error"]["kind"], "database");
+    assert_eq!(doc["error"]["path"], "/nonexistent/tasks.db");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tasks.db")
+    );
+    let out = fx
+        .cmd()
+        .args(["check", "--restart-delay", "abc"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected seconds, e.g. 5 or 0.5"));
+    let out = fx.cmd().args(["run", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let help = fx.cmd().args(["check", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Exit codes:") && help.contains("Global options:"),
+        "{help}"
+    );
+}

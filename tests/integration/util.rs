@@ -200,7 +200,8 @@ pub fn kill_processes_under(root: &Path) {
 
 impl Fixture {
     /// An empty orchestration for workspace `proj`, with the active
-    /// initiative [`INITIATIVE`] and a PRD of it, and one of [`OTHER_INITIATIVE`].
+    /// initiative [`INITIATIVE`] and a PRD of it, and one of
+    /// [`OTHER_INITIATIVE`], and the wrapper installed.
     pub fn new() -> Fixture {
         let tmp = tempfile::Builder::new()
             .prefix("pidwatch-test")
@@ -253,7 +254,7 @@ impl Fixture {
             )
             .unwrap();
         }
-        Fixture {
+        let fx = Fixture {
             tmp,
             project,
             dir,
@@ -264,7 +265,11 @@ impl Fixture {
             wrappers: Vec::new(),
             monitors: std::cell::Cell::new(0),
             next_task: 0,
-        }
+        };
+        // Installed as the README says: an acting pidwatch refuses to start
+        // without one.
+        fx.install_wrapper();
+        fx
     }
 
     /// Adds a task to `prd` with `status` and the given metadata JSON text.
