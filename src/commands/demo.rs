@@ -372,12 +372,29 @@ impl Demo {
                 }
             }
         }
-        for stream in ["Stream-A", "Stream-B", "Stream-C", "Stream-D"] {
-            if let Some(pid) = self.live_pid(stream) {
-                // These sessions are the demo's own wrappers.
-                let _ = spawn::stop_own_session(&self.procfs, pid, Duration::from_secs(2));
+        // The demo is a subreaper: what the stopped wrappers and workers
+        // leave comes back to it as zombies, which must be reaped while the
+        // wrappers stop (a wrapper waits until its worker's group is empty,
+        // and an unreaped zombie still counts there).
+        let stopping = std::sync::atomic::AtomicBool::new(true);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                    while matches!(
+                        waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)),
+                        Ok(status) if status != nix::sys::wait::WaitStatus::StillAlive
+                    ) {}
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+            for stream in ["Stream-A", "Stream-B", "Stream-C", "Stream-D"] {
+                if let Some(pid) = self.live_pid(stream) {
+                    // These sessions are the demo's own wrappers.
+                    let _ = spawn::stop_own_session(&self.procfs, pid, Duration::from_secs(2));
+                }
             }
-        }
+            stopping.store(false, std::sync::atomic::Ordering::Relaxed);
+        });
         // The demo is a subreaper: orphaned wrappers came back to it.
         let deadline = Instant::now() + STEP_LIMIT;
         while Instant::now() < deadline {
