@@ -23,10 +23,11 @@ or of an unknown schema).";
 /// A PID-file watchdog for the claude-copilot stream orchestrator (and any
 /// worker that leaves a PID file).
 ///
-/// pidwatch reads each worker's PID file, verifies the process behind it
-/// (zombie state, start time against the PID file, process group), reads the
-/// worker's tasks and dependencies from the Task Copilot database, and
-/// decides which workers died before their work was done. With
+/// pidwatch reads each worker's PID file and proves which process is the
+/// worker (its start time against the PID file, its command line, the
+/// incarnation id in its environment, its cgroup where one can be had),
+/// reads the worker's tasks and dependencies from the Task Copilot database,
+/// and decides which workers died before their work was done. With
 /// --auto-restart it brings them back through the orchestrator's wrapper,
 /// under a restart cap with exponential backoff, and journals every step.
 #[derive(Debug, Parser)]
@@ -142,6 +143,21 @@ reopens monitor.log, looks up the active initiative and reopens the task DB
     /// Clear a worker's restart attempts and given-up mark
     #[command(after_help = "Examples:\n  pidwatch reset Stream-B")]
     Reset(ResetArgs),
+
+    /// Print shell completions for bash, zsh or fish
+    #[command(after_help = "\
+Examples:
+  pidwatch completions bash > /usr/share/bash-completion/completions/pidwatch
+  pidwatch completions zsh > /usr/local/share/zsh/site-functions/_pidwatch
+  pidwatch completions fish > ~/.config/fish/completions/pidwatch.fish")]
+    Completions(CompletionsArgs),
+
+    /// Print the manual page (roff), generated from this help
+    #[command(after_help = "\
+Examples:
+  pidwatch man > /usr/local/share/man/man1/pidwatch.1
+  pidwatch man | man -l -")]
+    Man,
 
     /// Build a small real orchestration in a temp dir and show pidwatch at work
     #[command(after_help = "Examples:\n  pidwatch demo\n  pidwatch demo --keep")]
@@ -296,6 +312,14 @@ pub struct WrapperArgs {
     /// 0755), safe while wrappers run from the old one; without it, print it
     #[arg(long, value_name = "PATH")]
     pub install: Option<PathBuf>,
+}
+
+/// Options of `completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Options of `demo`.

@@ -40,7 +40,7 @@ pub mod pass;
 pub mod render;
 pub mod store;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::cli::{CheckArgs, Cli, Command};
 use crate::config::Environment;
@@ -85,6 +85,20 @@ pub fn dispatch(cli: Cli, env: &Environment) -> Result<i32> {
         Command::History(args) => commands::history(&global, &args, env),
         Command::Reset(args) => commands::reset(&global, &args, env),
         Command::Demo(args) => commands::demo::run(&args, config::color_enabled(&global, env)),
+        Command::Completions(args) => {
+            let mut out = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "pidwatch", &mut out);
+            output::print_stdout(&String::from_utf8_lossy(&out));
+            Ok(0)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(|e| error::Error::CannotCheck(format!("rendering the man page: {e}")))?;
+            output::print_stdout(&String::from_utf8_lossy(&out));
+            Ok(0)
+        }
         Command::Wrapper(args) => match args.install {
             None => {
                 output::print_stdout(WRAPPER_SCRIPT);

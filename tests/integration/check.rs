@@ -689,3 +689,24 @@ fn cli_errors_are_plain_and_json_errors_are_json() {
         "{help}"
     );
 }
+
+#[test]
+fn the_man_page_and_completions_come_from_the_help() {
+    let fx = Fixture::new();
+    let man = fx.cmd().arg("man").output().unwrap();
+    assert_eq!(man.status.code(), Some(0));
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.contains(".TH pidwatch 1") && man.contains("SYNOPSIS"),
+        "{man:.500}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let out = fx.cmd().args(["completions", shell]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("--auto-restart") && text.contains("pidwatch"),
+            "{shell}: {text:.300}"
+        );
+    }
+}
