@@ -194,7 +194,7 @@ fn wait_respawn(
 /// Every 50 kills, a line on stderr.
 fn progress(plan: &KillPlan, run: &KillRun, started: Instant) {
     let done = run.kills.len();
-    if done % 50 == 0 || done == plan.kills {
+    if done.is_multiple_of(50) || done == plan.kills {
         let p50 = stats::median(&run.latencies()).map_or("-".into(), stats::show);
         eprintln!(
             "  {}: {done}/{} kills, median so far {p50}, {} timed out, {:.0} s",

@@ -705,7 +705,7 @@ fn the_man_page_and_completions_come_from_the_help() {
         assert_eq!(out.status.code(), Some(0), "{shell}");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
-            text.contains("--auto-restart") && text.contains("pidwatch"),
+            text.contains("auto-restart") && text.contains("pidwatch"),
             "{shell}: {text:.300}"
         );
     }
