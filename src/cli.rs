@@ -274,6 +274,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub daemon: bool,
 
+    /// How long to wait for the lock another pidwatch holds (a one-shot
+    /// `check --auto-restart` acting just then) before giving up with exit 2
+    #[arg(long, env = "PIDWATCH_LOCK_WAIT", value_name = "SECS", default_value_t = 30.0, value_parser = parse_seconds)]
+    pub lock_wait: f64,
+
     /// The monitor's own PID file under --daemon [default: DIR/pidwatch.pid]
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,

@@ -11,6 +11,10 @@ inst=$(systemd-escape --path /srv/app/.claude/orchestrator)
 for unit in pidwatch@.service pidwatch-check@.service pidwatch-check@.timer; do
   sed "s|/usr/local/bin/pidwatch|$bin|g" "$here/$unit" >"$tmp/${unit/@./@$inst.}"
 done
+# Documentation=man:pidwatch(1) is checked too: the page the binary makes.
+mkdir -p "$tmp/man/man1"
+"$bin" man >"$tmp/man/man1/pidwatch.1"
+export MANPATH="$tmp/man:"
 cd "$tmp"
 out=$(systemd-analyze verify ./*.service ./*.timer 2>&1) || { echo "$out"; exit 1; }
 # verify exits 0 on some warnings; treat any line about our units as failure.

@@ -60,6 +60,32 @@ pub fn acquire(path: &Path) -> Result<Lock> {
     }
 }
 
+/// Like [`acquire`], but waits up to `timeout` for a holder to let go (a
+/// one-shot `check --auto-restart` that is acting when the monitor starts),
+/// trying again every 100 ms; `on_wait` is called once, with the first
+/// refusal, to say that it waits.
+///
+/// Errors: as [`acquire`], the last refusal once `timeout` has passed.
+pub fn acquire_waiting(
+    path: &Path,
+    timeout: std::time::Duration,
+    on_wait: impl FnOnce(&Error),
+) -> Result<Lock> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut on_wait = Some(on_wait);
+    loop {
+        match acquire(path) {
+            Err(e @ Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                if let Some(say) = on_wait.take() {
+                    say(&e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Lock {
     /// Rewrites the holder PID (after `--daemon` forked, say).
     ///

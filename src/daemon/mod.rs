@@ -68,6 +68,7 @@ const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 /// live pidwatch (exit 2), or anything that stops a check (exit 3).
 pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
     let interval = config::seconds("--interval", args.interval)?;
+    let lock_wait = config::seconds("--lock-wait", args.lock_wait)?;
     if interval.is_zero() {
         return Err(Error::Config(
             "--interval 0: the sweep needs a period above 0 s".into(),
@@ -95,7 +96,16 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
     let mut lock = if settings.spawn.dry_run {
         None
     } else {
-        Some(lock::acquire(&settings.paths.lock_file)?)
+        Some(lock::acquire_waiting(
+            &settings.paths.lock_file,
+            lock_wait,
+            |held| {
+                crate::output::print_stderr(&format!(
+                    "pidwatch: {held}; waiting up to {} s for it (--lock-wait)",
+                    lock_wait.as_secs_f64()
+                ))
+            },
+        )?)
     };
     let mut daemon: Option<(PathBuf, crate::daemon::detach::Readiness)> = None;
     if args.daemon {

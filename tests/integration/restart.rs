@@ -483,7 +483,7 @@ fn a_second_monitor_is_refused_and_named() {
     fx.wait_first_pass();
     let holder = fs::read_to_string(fx.dir.join("pidwatch.lock")).unwrap();
     for args in [
-        vec!["run", "--auto-restart"],
+        vec!["run", "--auto-restart", "--lock-wait", "0.3"],
         vec!["check", "--auto-restart"],
     ] {
         let out = fx.cmd().args(&args).output().unwrap();
@@ -496,6 +496,29 @@ fn a_second_monitor_is_refused_and_named() {
     }
     // A plain check reads only, and is allowed.
     fx.cmd().arg("check").assert().code(0);
+}
+
+#[test]
+fn a_monitor_waits_for_a_lock_a_one_shot_check_holds() {
+    let (fx, _) = one_worker();
+    // Hold the lock as an acting check does, for a moment.
+    let lock = fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(fx.dir.join("pidwatch.lock"))
+        .unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let mut monitor = fx.monitor(&["--auto-restart", "--worker-command", WORKER]);
+    wait_for("the monitor to say it waits", LIMIT, || {
+        monitor.output().contains("waiting up to 30 s")
+    });
+    assert!(!fx.monitor_log().contains("Starting monitor daemon"));
+    drop(held);
+    fx.wait_first_pass();
+    monitor.signal(Signal::SIGTERM);
+    assert_eq!(monitor.wait_exit(LIMIT).0, Some(0));
 }
 
 #[test]
