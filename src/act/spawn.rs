@@ -461,6 +461,14 @@ pub fn ensure_work_dir(project_root: &Path, worker: &str) -> Result<PathBuf, Str
             .output()
     };
     let inside = git(&["rev-parse", "--is-inside-work-tree"].map(OsStr::new));
+    if let Err(e) = &inside
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        return Err(format!(
+            "work dir {} is missing and git, which makes it as a worktree, is not installed",
+            dir.display()
+        ));
+    }
     if !matches!(&inside, Ok(out) if out.status.success()) {
         return Err(format!(
             "work dir {} is missing and the project root {} is not a git repository",

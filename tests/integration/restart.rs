@@ -375,7 +375,7 @@ fn a_missing_worktree_is_created_with_git_or_refused() {
             .arg(&fx.project)
             .args(args)
             .output()
-            .unwrap()
+            .expect("this test needs git, which restarts use too: apt-get install git")
             .status
             .success();
         assert!(ok, "git {args:?}");
@@ -392,7 +392,7 @@ fn a_missing_worktree_is_created_with_git_or_refused() {
         .arg(&fx.project)
         .args(["branch", "--list", "Feature"])
         .output()
-        .unwrap();
+        .expect("this test needs git: apt-get install git");
     assert!(String::from_utf8_lossy(&branches.stdout).contains("Feature"));
 }
 
