@@ -175,12 +175,49 @@ pub struct Fixture {
 impl Drop for Fixture {
     /// Kills every process working inside the fixture's folder (wrappers
     /// and workers started by the test or by pidwatch), then reaps the
-    /// test's own children.
+    /// test's own children, and removes the cgroups pidwatch made for the
+    /// fixture's incarnations.
     fn drop(&mut self) {
         kill_processes_under(self.tmp.path());
         for pid in self.wrappers.drain(..) {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         }
+        remove_cgroups_of(&self.dir.join("pidwatch.db"));
+    }
+}
+
+/// Empties and removes the cgroups that the state DB `db` records for its
+/// incarnations (`--containment cgroup` leaves them behind): `cgroup.kill`,
+/// a short wait for the cgroup to empty, `rmdir`. Only paths under
+/// `/sys/fs/cgroup` are touched; errors are ignored.
+pub fn remove_cgroups_of(db: &Path) {
+    if !db.exists() {
+        return;
+    }
+    let Ok(conn) = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return;
+    };
+    let cgroups: Vec<String> = conn
+        .prepare("SELECT cgroup FROM incarnations WHERE cgroup IS NOT NULL")
+        .and_then(|mut q| {
+            q.query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .unwrap_or_default();
+    for cgroup in cgroups {
+        let dir = Path::new(&cgroup);
+        if !dir.starts_with("/sys/fs/cgroup") || !dir.is_dir() {
+            continue;
+        }
+        let _ = fs::write(dir.join("cgroup.kill"), "1");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|t| !t.trim().is_empty())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = fs::remove_dir(dir);
     }
 }
 
