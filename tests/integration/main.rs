@@ -4,6 +4,7 @@ mod check;
 mod events;
 mod files;
 mod hygiene;
+mod incarnations;
 mod restart;
 mod service;
 mod util;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -102,6 +103,14 @@ impl Proc {
         proc
     }
 
+    /// Waits for the process to exit and reaps it: its PID names nothing
+    /// any more (until reused).
+    pub fn reap(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.wait();
+        }
+    }
+
     /// The PID of a process that ran and was reaped: nobody's PID now.
     pub fn reaped_pid() -> i32 {
         let mut child = Command::new("true").spawn().expect("spawn true");
@@ -166,12 +175,49 @@ pub struct Fixture {
 impl Drop for Fixture {
     /// Kills every process working inside the fixture's folder (wrappers
     /// and workers started by the test or by pidwatch), then reaps the
-    /// test's own children.
+    /// test's own children, and removes the cgroups pidwatch made for the
+    /// fixture's incarnations.
     fn drop(&mut self) {
         kill_processes_under(self.tmp.path());
         for pid in self.wrappers.drain(..) {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         }
+        remove_cgroups_of(&self.dir.join("pidwatch.db"));
+    }
+}
+
+/// Empties and removes the cgroups that the state DB `db` records for its
+/// incarnations (`--containment cgroup` leaves them behind): `cgroup.kill`,
+/// a short wait for the cgroup to empty, `rmdir`. Only paths under
+/// `/sys/fs/cgroup` are touched; errors are ignored.
+pub fn remove_cgroups_of(db: &Path) {
+    if !db.exists() {
+        return;
+    }
+    let Ok(conn) = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return;
+    };
+    let cgroups: Vec<String> = conn
+        .prepare("SELECT cgroup FROM incarnations WHERE cgroup IS NOT NULL")
+        .and_then(|mut q| {
+            q.query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .unwrap_or_default();
+    for cgroup in cgroups {
+        let dir = Path::new(&cgroup);
+        if !dir.starts_with("/sys/fs/cgroup") || !dir.is_dir() {
+            continue;
+        }
+        let _ = fs::write(dir.join("cgroup.kill"), "1");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|t| !t.trim().is_empty())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = fs::remove_dir(dir);
     }
 }
 
@@ -617,4 +663,76 @@ impl Drop for Monitor {
             let _ = child.wait();
         }
     }
+}
+
+/// The `NAME=value` entries of `/proc/<pid>/environ` (empty when it cannot
+/// be read: the process is gone).
+pub fn environ(pid: i32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/environ"))
+        .map(|bytes| {
+            bytes
+                .split(|b| *b == 0)
+                .filter(|v| !v.is_empty())
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value of `name` in `/proc/<pid>/environ`.
+pub fn environ_var(pid: i32, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    environ(pid)
+        .into_iter()
+        .find_map(|v| v.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// The live worker processes of stream `worker` in the fixture, with the
+/// `PIDWATCH_INVOCATION_ID` each carries (empty when none), in PID order:
+/// the live, non-zombie processes whose environment has
+/// `PIDWATCH_STREAM_ID=<worker>` and `PIDWATCH_LOG_FILE=<the fixture's
+/// worker log of worker>`. The wrapper exports them for its worker after
+/// it started, so the wrapper itself is not counted (the helpers it runs
+/// after its worker ended, such as `mv`, briefly would be). One scan of
+/// `/proc`.
+pub fn worker_processes(fx: &Fixture, worker: &str) -> Vec<(i32, String)> {
+    let stream = format!("PIDWATCH_STREAM_ID={worker}");
+    let log = format!("PIDWATCH_LOG_FILE={}", fx.worker_log_path(worker).display());
+    let mut found: Vec<(i32, String)> = all_pids()
+        .into_iter()
+        .filter(|pid| is_alive(*pid))
+        .filter_map(|pid| {
+            let env = environ(pid);
+            if !(env.contains(&stream) && env.contains(&log)) {
+                return None;
+            }
+            let id = env
+                .iter()
+                .find_map(|v| v.strip_prefix("PIDWATCH_INVOCATION_ID="))
+                .unwrap_or_default()
+                .to_string();
+            // Gone while being read: not live.
+            is_alive(pid).then_some((pid, id))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The PIDs of [`worker_processes`]: the live workers of stream `worker`.
+/// "Never a second worker" is `live_workers_of(..).len() <= 1`.
+pub fn live_workers_of(fx: &Fixture, worker: &str) -> Vec<i32> {
+    worker_processes(fx, worker)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// The distinct `PIDWATCH_INVOCATION_ID` values among the live workers of
+/// stream `worker` (an empty string for a worker without one).
+pub fn incarnations_alive(fx: &Fixture, worker: &str) -> BTreeSet<String> {
+    worker_processes(fx, worker)
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect()
 }
