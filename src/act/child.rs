@@ -231,7 +231,14 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "sleep never ran");
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let (fds, blocked, ignored) = inherited(pid);
+        // sleep opens its locale files for a moment at start (setlocale):
+        // what was inherited is what stays.
+        let mut seen = inherited(pid);
+        while clean && seen.0 != [0, 1, 2] && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            seen = inherited(pid);
+        }
+        let (fds, blocked, ignored) = seen;
         let _ = child.kill();
         let _ = child.wait();
         if clean {

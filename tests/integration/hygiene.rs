@@ -92,6 +92,24 @@ fn open_fds(pid: i32) -> Vec<(i32, String)> {
     fds
 }
 
+/// The descriptor numbers open in `pid` but those `skip` names, once they
+/// settle on 0, 1 and 2 or after two seconds: a program that just started
+/// opens its locale files for a moment (setlocale), which is not inherited.
+fn settled_fds(pid: i32, skip: impl Fn(&str) -> bool) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let fds: Vec<i32> = open_fds(pid)
+            .into_iter()
+            .filter(|(_, target)| !skip(target))
+            .map(|(fd, _)| fd)
+            .collect();
+        if fds == [0, 1, 2] || Instant::now() >= deadline {
+            return fds;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A signal mask line of `/proc/<pid>/status` (`SigBlk`, `SigIgn`): bit
 /// `n - 1` stands for signal `n`.
 fn signal_mask(pid: i32, key: &str) -> u64 {
@@ -156,11 +174,7 @@ fn a_restarted_wrapper_gets_stdio_only_and_clean_signals() {
     // bash keeps the script it runs open (on fd 255, close-on-exec): that
     // one is the wrapper's own, not inherited.
     let script = fx.dir.join("worker-wrapper.sh").display().to_string();
-    let fds: Vec<i32> = open_fds(wrapper)
-        .into_iter()
-        .filter(|(_, target)| *target != script)
-        .map(|(fd, _)| fd)
-        .collect();
+    let fds = settled_fds(wrapper, |target| target == script);
     assert_eq!(fds, [0, 1, 2], "wrapper: {:?}", open_fds(wrapper));
     // bash itself, started clean, blocks SIGCHLD while in `wait` and
     // ignores SIGQUIT once job control was on (`set -m`): anything else
@@ -176,7 +190,7 @@ fn a_restarted_wrapper_gets_stdio_only_and_clean_signals() {
         "wrapper"
     );
     // The worker gets what the wrapper got: exactly that.
-    let fds: Vec<i32> = open_fds(worker).into_iter().map(|(fd, _)| fd).collect();
+    let fds = settled_fds(worker, |_| false);
     assert_eq!(fds, [0, 1, 2], "worker: {:?}", open_fds(worker));
     assert_eq!(signal_mask(worker, "SigBlk"), 0, "worker");
     assert_eq!(signal_mask(worker, "SigIgn"), 0, "worker");
@@ -209,7 +223,7 @@ fn a_plain_wrapper_gets_exactly_stdio_and_clean_signals() {
     wait_for("the wrapper to become sleep", LIMIT, || {
         fs::read_to_string(format!("/proc/{wrapper}/comm")).is_ok_and(|c| c == "sleep\n")
     });
-    let fds: Vec<i32> = open_fds(wrapper).into_iter().map(|(fd, _)| fd).collect();
+    let fds = settled_fds(wrapper, |_| false);
     assert_eq!(fds, [0, 1, 2], "{:?}", open_fds(wrapper));
     assert_eq!(signal_mask(wrapper, "SigBlk"), 0);
     assert_eq!(signal_mask(wrapper, "SigIgn"), 0);
