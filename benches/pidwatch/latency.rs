@@ -287,9 +287,9 @@ pub(crate) struct Steps {
     /// Kill to `Restarting worker …`: noticing the death (pidfd), a scoped
     /// observe and decide.
     pub(crate) detect: Duration,
-    /// `Restarting worker …` to `Stopped survivors …`: the second observe,
-    /// counting the attempt in the state DB, listing the old session in
-    /// `/proc`, SIGTERM and the wait for the survivors to exit.
+    /// `Restarting worker …` to `Stopped survivors of worker W: SIGTERM to
+    /// …`: counting the attempt in the state DB, SIGTERM to the survivors
+    /// and the wait for them to exit.
     pub(crate) survivors: Duration,
     /// `Stopped survivors …` to the new PID file seen by the bench: the
     /// work dir, fork and exec of the wrapper, and the wrapper's own start.
@@ -323,7 +323,7 @@ impl Breakdown {
 fn steps_of(lines: &[(NaiveDateTime, &str)], k: &Kill) -> Option<Steps> {
     let done = k.at + k.latency?;
     let restarting = format!("Restarting worker {} (", k.worker);
-    let stopped = format!("Stopped survivors of worker {} ", k.worker);
+    let stopped = format!("Stopped survivors of worker {}: ", k.worker);
     let find = |after: NaiveDateTime, prefix: &str| {
         lines
             .iter()
