@@ -56,8 +56,13 @@ pub(crate) fn check_section(cost: &BenchResult<CheckCost>) -> String {
     };
     s.push_str(
         "`pidwatch check --json`, wall time from spawn to exit (process start, opening the \
-         databases, every PID file and `/proc/<pid>/stat`, the JSON on a pipe), median of the \
-         timed runs after one untimed warm-up.\n\n\
+         databases, every PID file and the process it names, the JSON on a pipe), median of the \
+         timed runs after one untimed warm-up. A live worker's PID file names a stand-in of its \
+         wrapper: a shell with the wrapper's command line (`sh -c 'read -r _' \
+         <…>/worker-wrapper.sh <worker> <PID file>`), since pidwatch counts a worker as running \
+         only when that process proves to be its wrapper; pidwatch has recorded no incarnation \
+         of these workers (a check without `--auto-restart` adopts none). A dead worker's PID \
+         file names a PID no process has.\n\n\
          | workers | live | dead | runs | median per check | per worker | fastest – slowest |\n\
          |---:|---:|---:|---:|---:|---:|---:|\n",
     );
