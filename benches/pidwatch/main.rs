@@ -5,11 +5,14 @@
 //!   per worker, at 10 to 10,000 workers;
 //! - **b. detection-to-respawn latency** under `pidwatch run --auto-restart`:
 //!   SIGKILL a random worker's wrapper, time until its PID file names a new
-//!   live process; p50, p95, p99, max;
+//!   live process; p50, p95, p99, max; twice per worker count, with
+//!   containment (`PIDWATCH_CONTAINMENT=cgroup`, skipped where no cgroup can
+//!   be had) and without (`session`), each over workers pidwatch itself
+//!   started with that containment;
 //! - **c. the same for monit**, on the same workers and wrapper, one after
-//!   the other; the ratio of medians;
+//!   the other; the ratio of medians against each pidwatch run;
 //! - **d. the monitor's own cost**: idle CPU and peak RSS with 1,000 running
-//!   workers.
+//!   workers, with the default containment (`auto`).
 //!
 //! `cargo bench --bench pidwatch` runs all four and writes
 //! `benches/RESULTS.md`. `PIDWATCH_BENCH_QUICK=1` runs a small smoke version
@@ -22,7 +25,10 @@
 //!
 //! Everything the bench starts is killed when it ends, pass or fail: it is
 //! a child subreaper, so every orphan comes back to it, and a guard SIGKILLs
-//! all its descendants on the way out (also on SIGINT or SIGTERM).
+//! all its descendants on the way out (also on SIGINT or SIGTERM). The
+//! cgroup runs make their incarnation cgroups in a cgroup of the bench's
+//! (`<pidwatch's base>/bench-<PID>-<workers>`), killed and removed with
+//! everything below it when the worker count is done.
 
 mod analysis;
 mod check_cost;
@@ -39,8 +45,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use pidwatch::observe::cgroup::Delegation;
+
 use crate::fixture::Orchestration;
-use crate::procs::{Janitor, Reaper};
+use crate::pidwatch_phase::Containment;
+use crate::procs::{BenchCgroup, Janitor, Reaper};
 
 /// Errors are sentences for the report.
 pub(crate) type BenchResult<T> = Result<T, String>;
@@ -174,6 +183,10 @@ impl Plan {
 pub(crate) struct Bench {
     /// The pidwatch binary under test.
     pub(crate) bin: PathBuf,
+    /// Where b's cgroup runs make their cgroups (`Delegation::probe(true)`,
+    /// as `--containment cgroup` finds it); `None` when b does not run or
+    /// no cgroup can be had.
+    pub(crate) delegation: Option<Delegation>,
     /// monit, when section c runs.
     pub(crate) monit: Option<PathBuf>,
     /// Sizes and counts.
@@ -189,8 +202,11 @@ pub(crate) struct SizeResults {
     pub(crate) workers: usize,
     /// Processes on the machine once the workers ran.
     pub(crate) processes: usize,
-    /// pidwatch's run (b, d), when it ran.
-    pub(crate) pidwatch: Option<BenchResult<pidwatch_phase::PidwatchPhase>>,
+    /// pidwatch's idle run (d), when it ran.
+    pub(crate) footprint: Option<BenchResult<pidwatch_phase::FootprintRun>>,
+    /// pidwatch's runs (b): with containment (when a cgroup can be had),
+    /// then without.
+    pub(crate) pidwatch: Vec<BenchResult<pidwatch_phase::PidwatchPhase>>,
     /// monit's run (c), when it ran.
     pub(crate) monit: Option<BenchResult<monit::MonitPhase>>,
 }
@@ -206,6 +222,9 @@ pub(crate) struct Results {
     pub(crate) sizes: Vec<BenchResult<SizeResults>>,
     /// The monit version, when it ran.
     pub(crate) monit_version: Option<String>,
+    /// Why b's runs with containment were skipped: no cgroup can be had
+    /// (`Delegation::probe(true)` failed).
+    pub(crate) cgroup_skipped: Option<String>,
     /// How busy the machine was just before the run, over [`QUIET_SAMPLE`].
     pub(crate) load_before: procs::Load,
     /// Wall time of the whole run.
@@ -263,8 +282,23 @@ fn run(plan: Plan) -> BenchResult<bool> {
     } else {
         None
     };
+    let delegation = if plan.sections.latency {
+        match Delegation::probe(true) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                eprintln!(
+                    "pidwatch bench: no cgroup can be had, the cgroup runs are skipped: {why}"
+                );
+                results.cgroup_skipped = Some(why);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut bench = Bench {
         bin,
+        delegation,
         monit,
         plan,
         reaper: Reaper::default(),
@@ -321,18 +355,32 @@ fn print_section(text: String) {
 }
 
 /// b, c and d at `n` running workers: the workers are started once through
-/// the wrapper, watched by pidwatch, then by monit; then everything is
-/// killed.
+/// the wrapper, watched by pidwatch idle (d), by pidwatch with containment
+/// and without (b), then by monit (c); then everything is killed and the
+/// bench's cgroup removed.
 fn run_size(bench: &mut Bench, n: usize) -> BenchResult<SizeResults> {
     eprintln!("{n} workers: starting them through the wrapper");
     let orch = Orchestration::build(n)?;
-    let result = watch_size(bench, &orch);
+    let cgroup = bench
+        .delegation
+        .as_ref()
+        .map(|d| BenchCgroup::create(d, &format!("bench-{}-{n}", std::process::id())));
+    let result = watch_size(bench, &orch, cgroup.as_ref());
     procs::kill_descendants(&mut bench.reaper);
+    if let Some(Ok(cg)) = &cgroup
+        && let Err(e) = cg.remove()
+    {
+        eprintln!("pidwatch bench: {e}");
+    }
     drop(orch);
     result
 }
 
-fn watch_size(bench: &mut Bench, orch: &Orchestration) -> BenchResult<SizeResults> {
+fn watch_size(
+    bench: &mut Bench,
+    orch: &Orchestration,
+    cgroup: Option<&BenchResult<BenchCgroup>>,
+) -> BenchResult<SizeResults> {
     let n = orch.workers.len();
     orch.create_work_dirs()?;
     let t0 = Instant::now();
@@ -344,10 +392,23 @@ fn watch_size(bench: &mut Bench, orch: &Orchestration) -> BenchResult<SizeResult
     let processes = procs::process_table().len();
     let sections = bench.plan.sections;
     let footprint = sections.footprint && n == bench.plan.footprint_size;
-    let pidwatch = (sections.latency || footprint).then(|| {
-        eprintln!("{n} workers: pidwatch run --auto-restart");
-        pidwatch_phase::run(bench, orch, footprint)
+    let footprint = footprint.then(|| {
+        eprintln!("{n} workers: pidwatch run, idle (containment auto)");
+        pidwatch_phase::footprint(bench, orch)
     });
+    let mut pidwatch = Vec::new();
+    if sections.latency {
+        if let Some(cgroup) = cgroup {
+            eprintln!("{n} workers: pidwatch run --auto-restart, containment cgroup");
+            pidwatch.push(cgroup.as_ref().map_err(Clone::clone).and_then(|cg| {
+                pidwatch_phase::run(bench, orch, Containment::Cgroup, Some(cg.path()))
+            }));
+        }
+        if !procs::interrupted() {
+            eprintln!("{n} workers: pidwatch run --auto-restart, containment session");
+            pidwatch.push(pidwatch_phase::run(bench, orch, Containment::Session, None));
+        }
+    }
     let monit = (sections.monit && !procs::interrupted()).then(|| {
         eprintln!("{n} workers: monit");
         monit::run(bench, orch)
@@ -355,6 +416,7 @@ fn watch_size(bench: &mut Bench, orch: &Orchestration) -> BenchResult<SizeResult
     Ok(SizeResults {
         workers: n,
         processes,
+        footprint,
         pidwatch,
         monit,
     })
@@ -439,18 +501,19 @@ fn output_dir() -> PathBuf {
 }
 
 /// Every kill of one worker count as CSV, in
-/// `<target dir>/pidwatch-bench/samples/<monitor>-<workers>.csv`.
+/// `<target dir>/pidwatch-bench/samples/<monitor>-<workers>.csv`
+/// (`pidwatch-cgroup`, `pidwatch-session`, `monit`).
 fn write_samples(size: &SizeResults) {
     let dir = output_dir().join("samples");
     let mut files = Vec::new();
-    if let Some(Ok(p)) = &size.pidwatch {
+    for p in size.pidwatch.iter().flatten() {
         files.push((
-            "pidwatch",
+            format!("pidwatch-{}", p.containment.as_str()),
             latency::samples_csv(&p.kills, Some(&p.breakdown)),
         ));
     }
     if let Some(Ok(m)) = &size.monit {
-        files.push(("monit", latency::samples_csv(&m.kills, None)));
+        files.push(("monit".to_string(), latency::samples_csv(&m.kills, None)));
     }
     for (monitor, csv) in files {
         let path = dir.join(format!("{monitor}-{}.csv", size.workers));
