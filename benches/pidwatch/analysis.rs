@@ -230,12 +230,13 @@ fn latency_analysis(
             " Without containment (session) the restart takes p50 {}, p99 {}, and the steps \
              {d}, {v} and {w}: there no cgroup lists the leftovers, and every observe of a \
              worker without a live wrapper reads every process's stat and environ \
-             (`observe::members::scan`, {} processes at this worker count): in the observe \
-             before `Restarting worker`, and again in the one after the stop that proves \
-             nothing of the old incarnation is left, before the spawn.",
+             (`observe::members::scan`, {} here with {} processes): in the observe before \
+             `Restarting worker`, and again in the one after the stop that proves nothing of \
+             the old incarnation is left, before the spawn.",
             stats::show(pcs.p50),
             stats::show(pcs.p99),
-            thousands(big.processes)
+            big.scan.map_or("-".into(), |(t, _)| stats::show(t)),
+            thousands(big.scan.map_or(big.processes, |(_, n)| n))
         );
     }
     s.push_str("\n\n");
@@ -270,6 +271,7 @@ fn latency_analysis(
         );
     }
     let session = run_of(big, Containment::Session);
+    let costs = results.cgroup_costs.as_ref().and_then(|c| c.as_ref().ok());
     let step_med =
         |p: Option<&PidwatchPhase>, step: fn(&Steps) -> Duration| p?.breakdown.median(step);
     // What containment adds to a step, against the run without it.
@@ -291,12 +293,65 @@ fn latency_analysis(
             stats::show(c),
             stats::show(w)
         );
+        if let Some(k) = costs {
+            let _ = write!(
+                s,
+                ". Measured here (table above): `stop_members` of one `sleep` by its cgroup {}, \
+                 of the same `sleep` as a pinned member {}; call by call, `signal_members` {}, \
+                 `wait_empty` until it exited {}, `wait_empty` again on the empty cgroup {}, \
+                 `remove` {}; the close alone of an inotify instance on `cgroup.events` that \
+                 has just reported the cgroup empty {} (median), {} at worst",
+                stats::show(k.stop_cgroup.median),
+                stats::show(k.stop_member.median),
+                stats::show(k.signal.median),
+                stats::show(k.wait_exit.median),
+                stats::show(k.wait_again.median),
+                stats::show(k.remove.median),
+                stats::show(k.inotify_close.median),
+                stats::show(k.inotify_close.max)
+            );
+        }
         s.push_str(".\n");
         fixes.push(
             "in `Cgroup::wait_empty`, reading `cgroup.events` before making an inotify instance \
              (an empty cgroup needs none) and keeping one instance for the monitor's life, or \
              waiting on the pidfds of the members `signal_members` just signalled, as the \
              session path does",
+        );
+    }
+    let spawn_step = step_med(Some(p), |s| s.spawn);
+    if let (Some(k), Some(c)) = (costs, spawn_step)
+        && k.spawn_joining.median > k.spawn_plain.median + Duration::from_millis(1)
+    {
+        let _ = write!(
+            s,
+            "- *Joining the cgroup.* The step from `Stopped survivors` to the new PID file takes \
+             {} with containment",
+            stats::show(c)
+        );
+        if let Some(w) = step_med(session, |s| s.spawn) {
+            let _ = write!(
+                s,
+                ", {} without (which reads the process table once more instead: {} a scan)",
+                stats::show(w),
+                big.scan.map_or("-".into(), |(t, _)| stats::show(t))
+            );
+        }
+        let _ = writeln!(
+            s,
+            ". The child writes `0` to its new cgroup's `cgroup.procs` before exec \
+             (`act::child::prepare_child`); moving a process between cgroups takes the kernel's \
+             `cgroup_threadgroup_rwsem` for writing, which waits for an RCU grace period. \
+             Measured here: a spawn that joins a new cgroup {} (median; {} at worst), the same \
+             spawn without {}.",
+            stats::show(k.spawn_joining.median),
+            stats::show(k.spawn_joining.max),
+            stats::show(k.spawn_plain.median)
+        );
+        fixes.push(
+            "creating the wrapper inside its cgroup with `clone3(CLONE_INTO_CGROUP)` (Linux \
+             5.7), which moves no process and so takes no such lock (or, machine-wide, \
+             mounting cgroup2 with `favordynmods`, which trades fork and exit speed for it)",
         );
     }
     // A step of the run with containment that grows with the worker count.

@@ -31,6 +31,7 @@
 //! everything below it when the worker count is done.
 
 mod analysis;
+mod cgroup_cost;
 mod check_cost;
 mod fixture;
 mod latency;
@@ -97,6 +98,8 @@ pub(crate) struct Plan {
     pub(crate) check_runs: usize,
     /// b: `(other logs in logs/, timed starts)` of the wrapper floor.
     pub(crate) floor: Vec<(usize, usize)>,
+    /// b: rounds of the cgroup cost probe.
+    pub(crate) cgroup_probe_runs: usize,
     /// b, c: running worker counts.
     pub(crate) latency_sizes: Vec<usize>,
     /// d: the worker count at which the idle cost is measured.
@@ -120,6 +123,7 @@ impl Plan {
             max_live: 1_000,
             check_runs: 15,
             floor: vec![(0, 21), (100, 11), (1_000, 11)],
+            cgroup_probe_runs: 21,
             latency_sizes: vec![100, 1_000],
             footprint_size: 1_000,
             pidwatch_kills: 200,
@@ -137,6 +141,7 @@ impl Plan {
             max_live: 100,
             check_runs: 3,
             floor: vec![(0, 5), (100, 2)],
+            cgroup_probe_runs: 5,
             latency_sizes: vec![20, 100],
             footprint_size: 100,
             pidwatch_kills: 20,
@@ -202,6 +207,9 @@ pub(crate) struct SizeResults {
     pub(crate) workers: usize,
     /// Processes on the machine once the workers ran.
     pub(crate) processes: usize,
+    /// One read of every process's stat and environ with the workers
+    /// running (median), and the processes it read; when b ran.
+    pub(crate) scan: Option<(Duration, usize)>,
     /// pidwatch's idle run (d), when it ran.
     pub(crate) footprint: Option<BenchResult<pidwatch_phase::FootprintRun>>,
     /// pidwatch's runs (b): with containment (when a cgroup can be had),
@@ -218,6 +226,8 @@ pub(crate) struct Results {
     pub(crate) check: Option<BenchResult<check_cost::CheckCost>>,
     /// The wrapper's start time.
     pub(crate) floor: Option<BenchResult<Vec<latency::FloorRow>>>,
+    /// What containment costs by itself, when the cgroup runs ran.
+    pub(crate) cgroup_costs: Option<BenchResult<cgroup_cost::CgroupCosts>>,
     /// b, c, d per worker count.
     pub(crate) sizes: Vec<BenchResult<SizeResults>>,
     /// The monit version, when it ran.
@@ -320,6 +330,15 @@ fn run(plan: Plan) -> BenchResult<bool> {
         procs::kill_descendants(&mut bench.reaper);
         print_section(report::floor_section(&rows));
         results.floor = Some(rows);
+        if let Some(d) = &bench.delegation {
+            let costs = BenchCgroup::create(d, &format!("bench-{}-probe", std::process::id()))
+                .and_then(|cg| {
+                    cgroup_cost::measure(cg.path(), bench.plan.cgroup_probe_runs, &mut bench.reaper)
+                });
+            procs::kill_descendants(&mut bench.reaper);
+            print_section(report::cgroup_costs_section(Some(&costs), &[]));
+            results.cgroup_costs = Some(costs);
+        }
     }
     if bench.plan.sections.latency || bench.plan.sections.monit || bench.plan.sections.footprint {
         for n in bench.plan.latency_sizes.clone() {
@@ -391,6 +410,10 @@ fn watch_size(
     );
     let processes = procs::process_table().len();
     let sections = bench.plan.sections;
+    let scan = sections
+        .latency
+        .then(|| cgroup_cost::scan_cost(5))
+        .flatten();
     let footprint = sections.footprint && n == bench.plan.footprint_size;
     let footprint = footprint.then(|| {
         eprintln!("{n} workers: pidwatch run, idle (containment auto)");
@@ -416,6 +439,7 @@ fn watch_size(
     Ok(SizeResults {
         workers: n,
         processes,
+        scan,
         footprint,
         pidwatch,
         monit,

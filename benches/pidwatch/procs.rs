@@ -260,6 +260,13 @@ impl Drop for BenchCgroup {
     }
 }
 
+/// SIGTERMs `pid`, ignoring it being gone.
+pub(crate) fn sigterm(pid: i32) {
+    if pid > 1 {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+}
+
 /// SIGKILLs `pids`, ignoring those already gone.
 pub(crate) fn sigkill_all(pids: &[i32]) {
     for pid in pids {

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::cgroup_cost::{CgroupCosts, Cost};
 use crate::check_cost::{CheckCost, CheckRow, Profile, ReadCosts};
 use crate::latency::{Breakdown, FloorRow, KillRun, Steps};
 use crate::machine::Machine;
@@ -587,9 +588,104 @@ fn latency_section(plan: &Plan, results: &Results) -> String {
         }
     }
     s.push('\n');
+    let sizes: Vec<&SizeResults> = results
+        .sizes
+        .iter()
+        .filter_map(|s| s.as_ref().ok())
+        .collect();
+    s.push_str(&cgroup_costs_section(results.cgroup_costs.as_ref(), &sizes));
+    s.push('\n');
     if let Some(rows) = &results.floor {
         s.push_str(&floor_section(rows));
         s.push('\n');
+    }
+    s
+}
+
+/// What containment costs by itself, through pidwatch's own functions, and
+/// what the run without it reads instead.
+pub(crate) fn cgroup_costs_section(
+    costs: Option<&BenchResult<CgroupCosts>>,
+    sizes: &[&SizeResults],
+) -> String {
+    let mut s = String::from("### What containment costs by itself\n\n");
+    let scans: Vec<&SizeResults> = sizes.iter().copied().filter(|s| s.scan.is_some()).collect();
+    match costs {
+        None if scans.is_empty() => return String::new(),
+        None => {}
+        Some(Err(e)) => s = failed(s, e),
+        Some(Ok(c)) => {
+            let _ = writeln!(
+                s,
+                "pidwatch's own functions called by the bench, outside any monitor, in fresh \
+                 cgroups of the bench's, {} rounds; a `sleep` stands for a dead worker's \
+                 leftover, and runs {} ms before it is stopped.\n\n\
+                 | operation | median | slowest |\n|---|---:|---:|",
+                c.runs,
+                crate::cgroup_cost::RUN_BEFORE_STOP.as_millis()
+            );
+            let rows: [(&str, Cost); 9] = [
+                (
+                    "spawn of `sleep` as pidwatch spawns (`act::child::prepare_child`), until it exec'd, staying in the parent's cgroup",
+                    c.spawn_plain,
+                ),
+                (
+                    "the same, the child joining a new cgroup before exec (it writes `0` to the cgroup's `cgroup.procs`)",
+                    c.spawn_joining,
+                ),
+                (
+                    "`spawn::stop_members` of one `sleep` given as a member, as the process-table scan finds it (SIGTERM through a pidfd, the wait on it)",
+                    c.stop_member,
+                ),
+                (
+                    "`spawn::stop_members` of one `sleep` by its cgroup",
+                    c.stop_cgroup,
+                ),
+                (
+                    "… the same, call by call: `Cgroup::signal_members(SIGTERM)`",
+                    c.signal,
+                ),
+                (
+                    "… `Cgroup::wait_empty` until the `sleep` has exited",
+                    c.wait_exit,
+                ),
+                (
+                    "… `Cgroup::wait_empty` again, the cgroup empty",
+                    c.wait_again,
+                ),
+                ("… `Cgroup::remove`", c.remove),
+                (
+                    "close(2) of an inotify instance on `cgroup.events` right after it reported the cgroup empty (how each `Cgroup::wait_empty` that waited ends)",
+                    c.inotify_close,
+                ),
+            ];
+            for (what, cost) in rows {
+                let _ = writeln!(
+                    s,
+                    "| {what} | {} | {} |",
+                    stats::show(cost.median),
+                    stats::show(cost.max)
+                );
+            }
+        }
+    }
+    if !scans.is_empty() {
+        s.push_str(
+            "\nWithout containment, each observe of a worker that has no live wrapper reads \
+             every process's stat and environ (`observe::members::scan`), with the workers \
+             running:\n\n| workers | processes read | one scan (median of 5) |\n|---:|---:|---:|\n",
+        );
+        for size in scans {
+            if let Some((took, read)) = size.scan {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} |",
+                    thousands(size.workers),
+                    thousands(read),
+                    stats::show(took)
+                );
+            }
+        }
     }
     s
 }
