@@ -5,12 +5,13 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::check_cost::CheckCost;
-use crate::latency::Steps;
+use crate::latency::{Breakdown, Steps};
 use crate::monit;
-use crate::pidwatch_phase::{self, Footprint, PidwatchPhase};
+use crate::pidwatch_phase::{self, Containment, Footprint, PidwatchPhase};
 use crate::report::{
     CHECK_TARGET, CHECK_TARGET_WORKERS, CPU_TARGET_PERCENT, P99_TARGET, RATIO_TARGET,
-    RSS_TARGET_KIB, footprint_phase, marginal, mib, micros, ratio, thousands,
+    RSS_TARGET_KIB, TARGET_CONTAINMENT, footprint_phase, marginal, mib, micros, peak_hwm_kib,
+    ratio, run_of, thousands,
 };
 use crate::stats::{self, Percentiles};
 use crate::{Plan, Results, SizeResults};
@@ -45,10 +46,12 @@ pub(crate) fn section(plan: &Plan, results: &Results) -> String {
         s.push_str(&latency_analysis(big, small, floor0, results));
         s.push_str(&ratio_analysis(big, small, floor0));
     }
-    if let Some(p) = footprint_phase(plan, results)
-        && let Some(f) = &p.footprint
-    {
-        s.push_str(&footprint_analysis(f, p));
+    if let Some((run, size)) = footprint_phase(plan, results) {
+        let f = &run.footprint;
+        s.push_str(&footprint_analysis(
+            f,
+            peak_hwm_kib(size).unwrap_or(f.hwm_kib),
+        ));
     }
     if s.len() == before {
         s.push_str("Every target measured in this run was met.\n\n");
@@ -178,13 +181,19 @@ fn check_analysis(cost: &CheckCost) -> String {
     s
 }
 
+/// The medians of the three steps of one run, shown.
+fn step_medians(b: &Breakdown) -> [String; 3] {
+    let med = |step: fn(&Steps) -> Duration| b.median(step).map_or("-".into(), stats::show);
+    [med(|s| s.detect), med(|s| s.survivors), med(|s| s.spawn)]
+}
+
 fn latency_analysis(
     big: &SizeResults,
     small: &SizeResults,
     floor0: Option<Duration>,
     results: &Results,
 ) -> String {
-    let Some(Ok(p)) = &big.pidwatch else {
+    let Some(p) = run_of(big, TARGET_CONTAINMENT) else {
         return String::new();
     };
     let Some(pc) = Percentiles::of(&p.kills.latencies()) else {
@@ -194,21 +203,43 @@ fn latency_analysis(
         return String::new();
     }
     let b = &p.breakdown;
-    let med = |step: fn(&Steps) -> Duration| b.median(step).map_or("-".into(), stats::show);
+    let [detect, survivors, spawn] = step_medians(b);
     let mut s = format!(
-        "**b. Restart latency at {} workers: p99 {}, {} over the {} target; median {}.** \
-         Medians of the steps: {} from the kill to `Restarting worker` (the pidfd wakes \
-         pidwatch, which observes and decides), {} more to `Stopped survivors`, and {} from \
-         there to the new PID file.\n\n",
+        "**b. Restart latency at {} workers with containment ({}): p99 {}, {} over the {} \
+         target; median {}.** Medians of the steps: {detect} from the kill to `Restarting \
+         worker` (the pidfd wakes pidwatch, which observes the worker, its dead incarnation's \
+         leftovers read from the cgroup's `cgroup.procs` with no process-table scan, and \
+         decides), {survivors} more to `Stopped survivors` (the attempt counted in the state \
+         DB, SIGTERM to each member of the cgroup, the wait for `cgroup.events` to say it is \
+         empty, then its removal), and {spawn} from there to the new PID file (the worker \
+         observed again, the work dir, the incarnation recorded, its cgroup made, fork and \
+         exec of the wrapper, the wrapper's own start).",
         thousands(big.workers),
+        TARGET_CONTAINMENT.as_str(),
         stats::show(pc.p99),
         stats::show(pc.p99.saturating_sub(P99_TARGET)),
         stats::show(P99_TARGET),
         stats::show(pc.p50),
-        med(|s| s.detect),
-        med(|s| s.survivors),
-        med(|s| s.spawn)
     );
+    if let Some(ps) = run_of(big, Containment::Session)
+        && let Some(pcs) = Percentiles::of(&ps.kills.latencies())
+    {
+        let [d, v, w] = step_medians(&ps.breakdown);
+        let _ = write!(
+            s,
+            " Without containment (session) the restart takes p50 {}, p99 {}, and the steps \
+             {d}, {v} and {w}: there no cgroup lists the leftovers, and every observe of a \
+             worker without a live wrapper reads every process's stat and environ \
+             (`observe::members::scan`, {} here with {} processes): in the observe before \
+             `Restarting worker`, and again in the one after the stop that proves nothing of \
+             the old incarnation is left, before the spawn.",
+            stats::show(pcs.p50),
+            stats::show(pcs.p99),
+            big.scan.map_or("-".into(), |(t, _)| stats::show(t)),
+            thousands(big.scan.map_or(big.processes, |(_, n)| n))
+        );
+    }
+    s.push_str("\n\n");
     let mut fixes: Vec<&str> = Vec::new();
     if let Some(floor0) = floor0
         && floor0 > P99_TARGET / 5
@@ -239,43 +270,131 @@ fn latency_analysis(
              looks through `logs/`",
         );
     }
-    let survivors = |size: &SizeResults| {
-        size.pidwatch
-            .as_ref()?
-            .as_ref()
-            .ok()?
-            .breakdown
-            .median(|s| s.survivors)
-    };
-    if let (Some(sb), Some(ss)) = (survivors(big), survivors(small))
-        && big.workers > small.workers
-        && sb > ss * 2
-        && sb > P99_TARGET / 10
+    let session = run_of(big, Containment::Session);
+    let costs = results.cgroup_costs.as_ref().and_then(|c| c.as_ref().ok());
+    let step_med =
+        |p: Option<&PidwatchPhase>, step: fn(&Steps) -> Duration| p?.breakdown.median(step);
+    // What containment adds to a step, against the run without it.
+    let extra =
+        |step: fn(&Steps) -> Duration| match (step_med(Some(p), step), step_med(session, step)) {
+            (Some(c), Some(w)) if c > w + Duration::from_millis(1) => Some((c, w)),
+            _ => None,
+        };
+    if let Some((c, w)) = extra(|s| s.survivors) {
+        let _ = write!(
+            s,
+            "- *Waiting for the cgroup to empty.* The step to `Stopped survivors` takes {} with \
+             containment, {} without. `spawn::stop_members` calls `Cgroup::wait_empty` twice \
+             (before and after its SIGKILL step, even when the cgroup is empty by then), and \
+             each call makes an inotify instance on `cgroup.events` and closes it when done; \
+             closing one waits until the kernel has released its marks \
+             (`fsnotify_destroy_group`, an SRCU grace period), often milliseconds, while the \
+             session path waits on the members' pidfds",
+            stats::show(c),
+            stats::show(w)
+        );
+        if let Some(k) = costs {
+            let _ = write!(
+                s,
+                ". Measured here (table above): `stop_members` of one `sleep` by its cgroup {}, \
+                 of the same `sleep` as a pinned member {}; call by call, `signal_members` {}, \
+                 `wait_empty` until it exited {}, `wait_empty` again on the empty cgroup {}, \
+                 `remove` {}; the close alone of an inotify instance on `cgroup.events` that \
+                 has just reported the cgroup empty {} (median), {} at worst",
+                stats::show(k.stop_cgroup.median),
+                stats::show(k.stop_member.median),
+                stats::show(k.signal.median),
+                stats::show(k.wait_exit.median),
+                stats::show(k.wait_again.median),
+                stats::show(k.remove.median),
+                stats::show(k.inotify_close.median),
+                stats::show(k.inotify_close.max)
+            );
+        }
+        s.push_str(".\n");
+        fixes.push(
+            "in `Cgroup::wait_empty`, reading `cgroup.events` before making an inotify instance \
+             (an empty cgroup needs none) and keeping one instance for the monitor's life, or \
+             waiting on the pidfds of the members `signal_members` just signalled, as the \
+             session path does",
+        );
+    }
+    let spawn_step = step_med(Some(p), |s| s.spawn);
+    if let (Some(k), Some(c)) = (costs, spawn_step)
+        && k.spawn_joining.median > k.spawn_plain.median + Duration::from_millis(1)
     {
+        let _ = write!(
+            s,
+            "- *Joining the cgroup.* The step from `Stopped survivors` to the new PID file takes \
+             {} with containment",
+            stats::show(c)
+        );
+        if let Some(w) = step_med(session, |s| s.spawn) {
+            let _ = write!(
+                s,
+                ", {} without (which reads the process table once more instead: {} a scan)",
+                stats::show(w),
+                big.scan.map_or("-".into(), |(t, _)| stats::show(t))
+            );
+        }
         let _ = writeln!(
             s,
-            "- *Finding the survivors.* The step to `Stopped survivors` grows with the processes \
-             on the machine: {} with {} processes at {} workers, {} with {} at {}. To find the \
-             old session's members, `spawn::stop_group` calls `Procfs::members_of`, which reads \
-             `/proc/<pid>/stat` of every process on the machine.",
-            stats::show(ss),
-            thousands(small.processes),
-            thousands(small.workers),
-            stats::show(sb),
-            thousands(big.processes),
-            thousands(big.workers)
+            ". The child writes `0` to its new cgroup's `cgroup.procs` before exec \
+             (`act::child::prepare_child`); moving a process between cgroups takes the kernel's \
+             `cgroup_threadgroup_rwsem` for writing, which waits for an RCU grace period. \
+             Measured here: a spawn that joins a new cgroup {} (median; {} at worst), the same \
+             spawn without {}.",
+            stats::show(k.spawn_joining.median),
+            stats::show(k.spawn_joining.max),
+            stats::show(k.spawn_plain.median)
         );
         fixes.push(
-            "finding the survivors without reading every process's stat file. The kernel \
-             offers no list of a session's members; a list of a process's children \
-             (`/proc/<pid>/task/<tid>/children`) exists only with CONFIG_PROC_CHILDREN, which \
-             this kernel lacks, and is gone with a killed wrapper anyway. Ways that would: a \
-             cgroup per worker (`cgroup.procs` lists exactly its processes, `cgroup.kill` stops \
-             them at once; needs a delegated cgroup subtree, as systemd gives with \
-             `Delegate=yes`), or the wrapper publishing its worker's process group so that \
-             pidwatch pins the worker with a pidfd when it arms the watch and signals the \
-             group with `pidfd_send_signal(PIDFD_SIGNAL_PROCESS_GROUP)` (Linux 6.9), keeping \
-             the `/proc` scan as the fallback for processes that left the group",
+            "creating the wrapper inside its cgroup with `clone3(CLONE_INTO_CGROUP)` (Linux \
+             5.7), which moves no process and so takes no such lock (or, machine-wide, \
+             mounting cgroup2 with `favordynmods`, which trades fork and exit speed for it)",
+        );
+    }
+    // A step of the run with containment that grows with the worker count.
+    let step_of = |size: &SizeResults, step: fn(&Steps) -> Duration| {
+        run_of(size, TARGET_CONTAINMENT)?.breakdown.median(step)
+    };
+    let grows = |step: fn(&Steps) -> Duration| match (step_of(big, step), step_of(small, step)) {
+        (Some(sb), Some(ss))
+            if big.workers > small.workers && sb > ss * 2 && sb > P99_TARGET / 10 =>
+        {
+            Some((ss, sb))
+        }
+        _ => None,
+    };
+    let grown: Vec<String> = [
+        ("to `Restarting worker`", grows(|s| s.detect)),
+        ("to the new PID file", grows(|s| s.spawn)),
+    ]
+    .into_iter()
+    .filter_map(|(name, g)| {
+        let (ss, sb) = g?;
+        Some(format!(
+            "{name} {} at {} workers, {} at {}",
+            stats::show(ss),
+            thousands(small.workers),
+            stats::show(sb),
+            thousands(big.workers)
+        ))
+    })
+    .collect();
+    if !grown.is_empty() {
+        let _ = writeln!(
+            s,
+            "- *Steps that grow with the worker count, though the cgroup spares the \
+             process-table scan*: {}. The pass a pidfd wake-up starts observes only the dead \
+             worker, but reads the task DB whole (every stream's tasks and their JSON \
+             metadata: one query), and the observe after the stop reads it whole again.",
+            grown.join("; ")
+        );
+        fixes.push(
+            "reading only the dead worker's stream (and what it depends on) from the task DB in \
+             a pass scoped to it, so that a restart no longer costs a read of every worker's \
+             tasks",
         );
     }
     let p99 = |step: fn(&Steps) -> Duration| b.quantile(step, 0.99).map_or("-".into(), stats::show);
@@ -306,7 +425,7 @@ fn latency_analysis(
 }
 
 fn ratio_analysis(big: &SizeResults, small: &SizeResults, floor0: Option<Duration>) -> String {
-    let Some(r) = ratio(big) else {
+    let Some(r) = ratio(big, TARGET_CONTAINMENT) else {
         return String::new();
     };
     if r >= RATIO_TARGET {
@@ -319,10 +438,11 @@ fn ratio_analysis(big: &SizeResults, small: &SizeResults, floor0: Option<Duratio
         return String::new();
     };
     let mut s = format!(
-        "**c. Against monit: {r:.1}× at {} workers, {:.0} % of the {RATIO_TARGET:.0}× target.** \
-         monit's median, {}, is set by its {} s cycle: a death waits on average about half a \
-         cycle to be seen, then monit runs the start program. {RATIO_TARGET:.0}× asks pidwatch \
-         for a median of {}",
+        "**c. Against monit, with containment ({}): {r:.1}× at {} workers, {:.0} % of the \
+         {RATIO_TARGET:.0}× target.** monit's median, {}, is set by its {} s cycle: a death \
+         waits on average about half a cycle to be seen, then monit runs the start program. \
+         {RATIO_TARGET:.0}× asks pidwatch for a median of {}",
+        TARGET_CONTAINMENT.as_str(),
         thousands(big.workers),
         r / RATIO_TARGET * 100.0,
         stats::show(mm),
@@ -337,8 +457,11 @@ fn ratio_analysis(big: &SizeResults, small: &SizeResults, floor0: Option<Duratio
         );
     }
     s.push('.');
+    if let Some(rs) = ratio(big, Containment::Session) {
+        let _ = write!(s, " Without containment (session) it is {rs:.1}×.");
+    }
     if small.workers < big.workers
-        && let Some(rs) = ratio(small)
+        && let Some(rs) = ratio(small, TARGET_CONTAINMENT)
     {
         let _ = write!(
             s,
@@ -353,7 +476,7 @@ fn ratio_analysis(big: &SizeResults, small: &SizeResults, floor0: Option<Duratio
     s
 }
 
-fn footprint_analysis(f: &Footprint, p: &PidwatchPhase) -> String {
+fn footprint_analysis(f: &Footprint, peak: u64) -> String {
     let mut s = String::new();
     let interval: f64 = pidwatch_phase::INTERVAL_SECONDS.parse().unwrap_or(30.0);
     let sweeps = (f.window.as_secs_f64() / interval).floor().max(1.0);
@@ -375,7 +498,6 @@ fn footprint_analysis(f: &Footprint, p: &PidwatchPhase) -> String {
             100.0 / crate::procs::ticks_per_second() as f64 / f.window.as_secs_f64()
         );
     }
-    let peak = f.hwm_kib.max(p.hwm_after_kills_kib);
     if peak > RSS_TARGET_KIB {
         let _ = write!(
             s,

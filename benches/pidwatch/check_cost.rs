@@ -24,7 +24,7 @@ use crate::{Bench, BenchResult};
 pub(crate) struct CheckRow {
     /// Workers in the task DB, each with a PID file.
     pub(crate) workers: usize,
-    /// PID files naming a live `sleep`.
+    /// PID files naming a live stand-in of the worker's wrapper.
     pub(crate) live: usize,
     /// PID files naming a PID no process has.
     pub(crate) dead: usize,
@@ -45,21 +45,32 @@ impl CheckRow {
     }
 }
 
-/// `sleep` processes named by the PID files of live workers; killed when dropped.
+/// The processes named by the PID files of live workers, one per worker;
+/// killed when dropped. pidwatch counts a worker as running only when the
+/// process its PID file names is that worker's wrapper by its command line
+/// (`<…>/worker-wrapper.sh <worker> <PID file> …`), so each is
+/// `sh -c 'read -r _' <wrapper> <worker> <PID file>`: a shell with that
+/// command line, blocked reading a pipe the bench never writes to, without
+/// a child (a plain `sleep`, as before incarnations, is another program:
+/// `not_the_worker`, dead).
 struct Sleepers(Vec<Child>);
 
 impl Sleepers {
-    fn spawn(count: usize) -> BenchResult<Sleepers> {
-        let mut all = Sleepers(Vec::with_capacity(count));
-        for _ in 0..count {
-            let child = Command::new("sleep")
-                .arg("100000")
-                .stdin(Stdio::null())
+    fn spawn(orch: &Orchestration, workers: &[String]) -> BenchResult<Sleepers> {
+        let mut all = Sleepers(Vec::with_capacity(workers.len()));
+        let wrapper = orch.wrapper();
+        for w in workers {
+            let child = Command::new("sh")
+                .args(["-c", "read -r _"])
+                .arg(&wrapper)
+                .arg(w)
+                .arg(orch.pid_file(w))
+                .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .process_group(0)
                 .spawn()
-                .map_err(|e| format!("starting sleep: {e}"))?;
+                .map_err(|e| format!("starting a stand-in wrapper: {e}"))?;
             all.0.push(child);
         }
         Ok(all)
@@ -147,21 +158,18 @@ const PROFILE_MAX_WORKERS: usize = 1_000;
 /// other than expected.
 pub(crate) fn run(bench: &Bench) -> BenchResult<CheckCost> {
     let sizes = &bench.plan.check_sizes;
-    let largest = sizes.iter().copied().max().unwrap_or(0);
     let profiled = sizes
         .iter()
         .copied()
         .filter(|n| *n <= PROFILE_MAX_WORKERS)
         .max();
-    let sleepers = Sleepers::spawn(largest.min(bench.plan.max_live))?;
-    let live_pids: Vec<i32> = sleepers.pids().collect();
     let mut cost = CheckCost {
         rows: Vec::new(),
         profile: None,
         reads: None,
     };
     for &n in sizes {
-        let (row, extra) = measure(bench, n, &live_pids, profiled == Some(n))?;
+        let (row, extra) = measure(bench, n, profiled == Some(n))?;
         eprintln!("check: {n} workers, median {}", stats::show(row.median));
         cost.rows.push(row);
         if let Some((profile, reads)) = extra {
@@ -172,20 +180,15 @@ pub(crate) fn run(bench: &Bench) -> BenchResult<CheckCost> {
     Ok(cost)
 }
 
-fn measure(
-    bench: &Bench,
-    n: usize,
-    live_pids: &[i32],
-    profile: bool,
-) -> BenchResult<(CheckRow, Option<Extra>)> {
+fn measure(bench: &Bench, n: usize, profile: bool) -> BenchResult<(CheckRow, Option<Extra>)> {
     let orch = Orchestration::build(n)?;
-    let live = n.min(live_pids.len());
+    let live = n.min(bench.plan.max_live);
+    // Started before the PID files are written, as a wrapper is: pidwatch
+    // checks that the process is no younger than its PID file.
+    let sleepers = Sleepers::spawn(&orch, &orch.workers[..live])?;
+    let live_pids: Vec<i32> = sleepers.pids().collect();
     let dead_pids = unused_pids(n - live)?;
-    for (w, pid) in orch
-        .workers
-        .iter()
-        .zip(live_pids[..live].iter().chain(&dead_pids))
-    {
+    for (w, pid) in orch.workers.iter().zip(live_pids.iter().chain(&dead_pids)) {
         let path = orch.pid_file(w);
         std::fs::write(&path, format!("{pid}\n"))
             .map_err(|e| format!("writing {}: {e}", path.display()))?;

@@ -52,6 +52,9 @@ pub(crate) struct Kill {
     pub(crate) latency: Option<Duration>,
     /// Live processes left in the killed wrapper's session at respawn.
     pub(crate) survivors: usize,
+    /// The killed wrapper ran in a cgroup other than the bench's: one
+    /// pidwatch made for its incarnation.
+    pub(crate) contained: bool,
 }
 
 /// The timed kills of one run.
@@ -77,6 +80,11 @@ impl KillRun {
     /// Kills after which the old session still had live members.
     pub(crate) fn with_survivors(&self) -> usize {
         self.kills.iter().filter(|k| k.survivors > 0).count()
+    }
+
+    /// Kills of a wrapper that ran in a cgroup of its incarnation.
+    pub(crate) fn contained(&self) -> usize {
+        self.kills.iter().filter(|k| k.contained).count()
     }
 }
 
@@ -104,6 +112,7 @@ pub(crate) fn kill_loop(
             sample = CpuSample::now(monitor.pid);
         }
         let (worker, old) = pick_victim(orch, reaper, &mut rng)?;
+        let contained = procs::in_other_cgroup(old);
         orch.sweep_logs();
         let at = chrono::Local::now().naive_local();
         let t0 = Instant::now();
@@ -118,6 +127,7 @@ pub(crate) fn kill_loop(
                 at,
                 latency,
                 survivors: survivors.len(),
+                contained,
             });
             progress(plan, &run, started);
         }
@@ -284,16 +294,25 @@ fn stop_wrapper(
 /// `monitor.log` (local time, microseconds) against the bench's own.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Steps {
-    /// Kill to `Restarting worker …`: noticing the death (pidfd), a scoped
-    /// observe and decide.
+    /// Kill to `Restarting worker W (attempt …)`: noticing the death
+    /// (pidfd), a scoped observe (which lists the dead incarnation's
+    /// leftovers: its cgroup's `cgroup.procs`, or without a cgroup one read
+    /// of every process's stat and environ) and decide.
     pub(crate) detect: Duration,
-    /// `Restarting worker …` to `Stopped survivors …`: the second observe,
-    /// counting the attempt in the state DB, listing the old session in
-    /// `/proc`, SIGTERM and the wait for the survivors to exit.
+    /// `Restarting worker …` to `Stopped survivors of worker W: SIGTERM to
+    /// …`: counting the attempt in the state DB, SIGTERM to the leftovers
+    /// (with a cgroup: to its `cgroup.procs`), the wait for them to exit
+    /// (with a cgroup: for it to empty) and, with a cgroup, its removal.
     pub(crate) survivors: Duration,
     /// `Stopped survivors …` to the new PID file seen by the bench: the
-    /// work dir, fork and exec of the wrapper, and the wrapper's own start.
+    /// observe again, the work dir, recording the incarnation, the new
+    /// cgroup (when contained), fork and exec of the wrapper, and the
+    /// wrapper's own start.
     pub(crate) spawn: Duration,
+    /// Kill to `Worker W restarted (PID: …)`: pidwatch's own view of the
+    /// whole restart, once its poll of the PID file found the new wrapper
+    /// (it may come a little after the bench's poll did).
+    pub(crate) logged: Option<Duration>,
 }
 
 /// The [`Steps`] of each kill, in the order of the kills (`None` when the
@@ -318,44 +337,66 @@ impl Breakdown {
         let all: Vec<Duration> = self.0.iter().flatten().map(step).collect();
         stats::quantile(&all, q)
     }
+
+    /// The median time from the kill to `Worker … restarted`.
+    pub(crate) fn median_logged(&self) -> Option<Duration> {
+        let all: Vec<Duration> = self.0.iter().flatten().filter_map(|s| s.logged).collect();
+        stats::median(&all)
+    }
+
+    /// How many kills were matched with their log lines.
+    pub(crate) fn matched(&self) -> usize {
+        self.0.iter().flatten().count()
+    }
 }
+
+/// How long after the bench saw the new PID file pidwatch's `Worker …
+/// restarted` line may come and still be this kill's.
+const LOGGED_SLACK: Duration = Duration::from_secs(1);
 
 fn steps_of(lines: &[(NaiveDateTime, &str)], k: &Kill) -> Option<Steps> {
     let done = k.at + k.latency?;
     let restarting = format!("Restarting worker {} (", k.worker);
-    let stopped = format!("Stopped survivors of worker {} ", k.worker);
-    let find = |after: NaiveDateTime, prefix: &str| {
+    let stopped = format!("Stopped survivors of worker {}: ", k.worker);
+    let restarted = format!("Worker {} restarted (PID: ", k.worker);
+    let find = |after: NaiveDateTime, until: NaiveDateTime, prefix: &str| {
         lines
             .iter()
-            .find(|(at, msg)| *at >= after && *at <= done && msg.starts_with(prefix))
+            .find(|(at, msg)| *at >= after && *at <= until && msg.starts_with(prefix))
             .map(|(at, _)| *at)
     };
-    let t1 = find(k.at, &restarting)?;
-    let t2 = find(t1, &stopped).unwrap_or(t1);
+    let t1 = find(k.at, done, &restarting)?;
+    // No survivors, no stop step: it takes no time.
+    let t2 = find(t1, done, &stopped).unwrap_or(t1);
+    let t3 = find(t2, done + LOGGED_SLACK, &restarted);
     let span = |a: NaiveDateTime, b: NaiveDateTime| (b - a).to_std().unwrap_or_default();
     Some(Steps {
         detect: span(k.at, t1),
         survivors: span(t1, t2),
         spawn: span(t2, done),
+        logged: t3.map(|t| span(k.at, t)),
     })
 }
 
 /// The kills as CSV, one line each, times in µs; with pidwatch's steps when
 /// known.
 pub(crate) fn samples_csv(run: &KillRun, steps: Option<&Breakdown>) -> String {
-    let mut out =
-        String::from("kill,worker,latency_us,survivors,detect_us,stop_survivors_us,spawn_us\n");
+    let mut out = String::from(
+        "kill,worker,latency_us,survivors,contained,detect_us,stop_survivors_us,spawn_us,logged_us\n",
+    );
     let us = |d: Option<Duration>| d.map_or(String::new(), |d| d.as_micros().to_string());
     for (i, k) in run.kills.iter().enumerate() {
         let st = steps.and_then(|b| b.0.get(i).copied().flatten());
         out.push_str(&format!(
-            "{i},{},{},{},{},{},{}\n",
+            "{i},{},{},{},{},{},{},{},{}\n",
             k.worker,
             us(k.latency),
             k.survivors,
+            u8::from(k.contained),
             us(st.map(|s| s.detect)),
             us(st.map(|s| s.survivors)),
             us(st.map(|s| s.spawn)),
+            us(st.and_then(|s| s.logged)),
         ));
     }
     out

@@ -5,11 +5,14 @@
 //!   per worker, at 10 to 10,000 workers;
 //! - **b. detection-to-respawn latency** under `pidwatch run --auto-restart`:
 //!   SIGKILL a random worker's wrapper, time until its PID file names a new
-//!   live process; p50, p95, p99, max;
+//!   live process; p50, p95, p99, max; twice per worker count, with
+//!   containment (`PIDWATCH_CONTAINMENT=cgroup`, skipped where no cgroup can
+//!   be had) and without (`session`), each over workers pidwatch itself
+//!   started with that containment;
 //! - **c. the same for monit**, on the same workers and wrapper, one after
-//!   the other; the ratio of medians;
+//!   the other; the ratio of medians against each pidwatch run;
 //! - **d. the monitor's own cost**: idle CPU and peak RSS with 1,000 running
-//!   workers.
+//!   workers, with the default containment (`auto`).
 //!
 //! `cargo bench --bench pidwatch` runs all four and writes
 //! `benches/RESULTS.md`. `PIDWATCH_BENCH_QUICK=1` runs a small smoke version
@@ -22,9 +25,13 @@
 //!
 //! Everything the bench starts is killed when it ends, pass or fail: it is
 //! a child subreaper, so every orphan comes back to it, and a guard SIGKILLs
-//! all its descendants on the way out (also on SIGINT or SIGTERM).
+//! all its descendants on the way out (also on SIGINT or SIGTERM). The
+//! cgroup runs make their incarnation cgroups in a cgroup of the bench's
+//! (`<pidwatch's base>/bench-<PID>-<workers>`), killed and removed with
+//! everything below it when the worker count is done.
 
 mod analysis;
+mod cgroup_cost;
 mod check_cost;
 mod fixture;
 mod latency;
@@ -39,8 +46,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use pidwatch::observe::cgroup::Delegation;
+
 use crate::fixture::Orchestration;
-use crate::procs::{Janitor, Reaper};
+use crate::pidwatch_phase::Containment;
+use crate::procs::{BenchCgroup, Janitor, Reaper};
 
 /// Errors are sentences for the report.
 pub(crate) type BenchResult<T> = Result<T, String>;
@@ -88,6 +98,8 @@ pub(crate) struct Plan {
     pub(crate) check_runs: usize,
     /// b: `(other logs in logs/, timed starts)` of the wrapper floor.
     pub(crate) floor: Vec<(usize, usize)>,
+    /// b: rounds of the cgroup cost probe.
+    pub(crate) cgroup_probe_runs: usize,
     /// b, c: running worker counts.
     pub(crate) latency_sizes: Vec<usize>,
     /// d: the worker count at which the idle cost is measured.
@@ -111,6 +123,7 @@ impl Plan {
             max_live: 1_000,
             check_runs: 15,
             floor: vec![(0, 21), (100, 11), (1_000, 11)],
+            cgroup_probe_runs: 21,
             latency_sizes: vec![100, 1_000],
             footprint_size: 1_000,
             pidwatch_kills: 200,
@@ -128,6 +141,7 @@ impl Plan {
             max_live: 100,
             check_runs: 3,
             floor: vec![(0, 5), (100, 2)],
+            cgroup_probe_runs: 5,
             latency_sizes: vec![20, 100],
             footprint_size: 100,
             pidwatch_kills: 20,
@@ -174,6 +188,10 @@ impl Plan {
 pub(crate) struct Bench {
     /// The pidwatch binary under test.
     pub(crate) bin: PathBuf,
+    /// Where b's cgroup runs make their cgroups (`Delegation::probe(true)`,
+    /// as `--containment cgroup` finds it); `None` when b does not run or
+    /// no cgroup can be had.
+    pub(crate) delegation: Option<Delegation>,
     /// monit, when section c runs.
     pub(crate) monit: Option<PathBuf>,
     /// Sizes and counts.
@@ -189,8 +207,14 @@ pub(crate) struct SizeResults {
     pub(crate) workers: usize,
     /// Processes on the machine once the workers ran.
     pub(crate) processes: usize,
-    /// pidwatch's run (b, d), when it ran.
-    pub(crate) pidwatch: Option<BenchResult<pidwatch_phase::PidwatchPhase>>,
+    /// One read of every process's stat and environ with the workers
+    /// running (median), and the processes it read; when b ran.
+    pub(crate) scan: Option<(Duration, usize)>,
+    /// pidwatch's idle run (d), when it ran.
+    pub(crate) footprint: Option<BenchResult<pidwatch_phase::FootprintRun>>,
+    /// pidwatch's runs (b): with containment (when a cgroup can be had),
+    /// then without.
+    pub(crate) pidwatch: Vec<BenchResult<pidwatch_phase::PidwatchPhase>>,
     /// monit's run (c), when it ran.
     pub(crate) monit: Option<BenchResult<monit::MonitPhase>>,
 }
@@ -202,10 +226,15 @@ pub(crate) struct Results {
     pub(crate) check: Option<BenchResult<check_cost::CheckCost>>,
     /// The wrapper's start time.
     pub(crate) floor: Option<BenchResult<Vec<latency::FloorRow>>>,
+    /// What containment costs by itself, when the cgroup runs ran.
+    pub(crate) cgroup_costs: Option<BenchResult<cgroup_cost::CgroupCosts>>,
     /// b, c, d per worker count.
     pub(crate) sizes: Vec<BenchResult<SizeResults>>,
     /// The monit version, when it ran.
     pub(crate) monit_version: Option<String>,
+    /// Why b's runs with containment were skipped: no cgroup can be had
+    /// (`Delegation::probe(true)` failed).
+    pub(crate) cgroup_skipped: Option<String>,
     /// How busy the machine was just before the run, over [`QUIET_SAMPLE`].
     pub(crate) load_before: procs::Load,
     /// Wall time of the whole run.
@@ -263,8 +292,23 @@ fn run(plan: Plan) -> BenchResult<bool> {
     } else {
         None
     };
+    let delegation = if plan.sections.latency {
+        match Delegation::probe(true) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                eprintln!(
+                    "pidwatch bench: no cgroup can be had, the cgroup runs are skipped: {why}"
+                );
+                results.cgroup_skipped = Some(why);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut bench = Bench {
         bin,
+        delegation,
         monit,
         plan,
         reaper: Reaper::default(),
@@ -286,6 +330,15 @@ fn run(plan: Plan) -> BenchResult<bool> {
         procs::kill_descendants(&mut bench.reaper);
         print_section(report::floor_section(&rows));
         results.floor = Some(rows);
+        if let Some(d) = &bench.delegation {
+            let costs = BenchCgroup::create(d, &format!("bench-{}-probe", std::process::id()))
+                .and_then(|cg| {
+                    cgroup_cost::measure(cg.path(), bench.plan.cgroup_probe_runs, &mut bench.reaper)
+                });
+            procs::kill_descendants(&mut bench.reaper);
+            print_section(report::cgroup_costs_section(Some(&costs), &[]));
+            results.cgroup_costs = Some(costs);
+        }
     }
     if bench.plan.sections.latency || bench.plan.sections.monit || bench.plan.sections.footprint {
         for n in bench.plan.latency_sizes.clone() {
@@ -321,18 +374,32 @@ fn print_section(text: String) {
 }
 
 /// b, c and d at `n` running workers: the workers are started once through
-/// the wrapper, watched by pidwatch, then by monit; then everything is
-/// killed.
+/// the wrapper, watched by pidwatch idle (d), by pidwatch with containment
+/// and without (b), then by monit (c); then everything is killed and the
+/// bench's cgroup removed.
 fn run_size(bench: &mut Bench, n: usize) -> BenchResult<SizeResults> {
     eprintln!("{n} workers: starting them through the wrapper");
     let orch = Orchestration::build(n)?;
-    let result = watch_size(bench, &orch);
+    let cgroup = bench
+        .delegation
+        .as_ref()
+        .map(|d| BenchCgroup::create(d, &format!("bench-{}-{n}", std::process::id())));
+    let result = watch_size(bench, &orch, cgroup.as_ref());
     procs::kill_descendants(&mut bench.reaper);
+    if let Some(Ok(cg)) = &cgroup
+        && let Err(e) = cg.remove()
+    {
+        eprintln!("pidwatch bench: {e}");
+    }
     drop(orch);
     result
 }
 
-fn watch_size(bench: &mut Bench, orch: &Orchestration) -> BenchResult<SizeResults> {
+fn watch_size(
+    bench: &mut Bench,
+    orch: &Orchestration,
+    cgroup: Option<&BenchResult<BenchCgroup>>,
+) -> BenchResult<SizeResults> {
     let n = orch.workers.len();
     orch.create_work_dirs()?;
     let t0 = Instant::now();
@@ -343,11 +410,28 @@ fn watch_size(bench: &mut Bench, orch: &Orchestration) -> BenchResult<SizeResult
     );
     let processes = procs::process_table().len();
     let sections = bench.plan.sections;
+    let scan = sections
+        .latency
+        .then(|| cgroup_cost::scan_cost(5))
+        .flatten();
     let footprint = sections.footprint && n == bench.plan.footprint_size;
-    let pidwatch = (sections.latency || footprint).then(|| {
-        eprintln!("{n} workers: pidwatch run --auto-restart");
-        pidwatch_phase::run(bench, orch, footprint)
+    let footprint = footprint.then(|| {
+        eprintln!("{n} workers: pidwatch run, idle (containment auto)");
+        pidwatch_phase::footprint(bench, orch)
     });
+    let mut pidwatch = Vec::new();
+    if sections.latency {
+        if let Some(cgroup) = cgroup {
+            eprintln!("{n} workers: pidwatch run --auto-restart, containment cgroup");
+            pidwatch.push(cgroup.as_ref().map_err(Clone::clone).and_then(|cg| {
+                pidwatch_phase::run(bench, orch, Containment::Cgroup, Some(cg.path()))
+            }));
+        }
+        if !procs::interrupted() {
+            eprintln!("{n} workers: pidwatch run --auto-restart, containment session");
+            pidwatch.push(pidwatch_phase::run(bench, orch, Containment::Session, None));
+        }
+    }
     let monit = (sections.monit && !procs::interrupted()).then(|| {
         eprintln!("{n} workers: monit");
         monit::run(bench, orch)
@@ -355,6 +439,8 @@ fn watch_size(bench: &mut Bench, orch: &Orchestration) -> BenchResult<SizeResult
     Ok(SizeResults {
         workers: n,
         processes,
+        scan,
+        footprint,
         pidwatch,
         monit,
     })
@@ -439,18 +525,19 @@ fn output_dir() -> PathBuf {
 }
 
 /// Every kill of one worker count as CSV, in
-/// `<target dir>/pidwatch-bench/samples/<monitor>-<workers>.csv`.
+/// `<target dir>/pidwatch-bench/samples/<monitor>-<workers>.csv`
+/// (`pidwatch-cgroup`, `pidwatch-session`, `monit`).
 fn write_samples(size: &SizeResults) {
     let dir = output_dir().join("samples");
     let mut files = Vec::new();
-    if let Some(Ok(p)) = &size.pidwatch {
+    for p in size.pidwatch.iter().flatten() {
         files.push((
-            "pidwatch",
+            format!("pidwatch-{}", p.containment.as_str()),
             latency::samples_csv(&p.kills, Some(&p.breakdown)),
         ));
     }
     if let Some(Ok(m)) = &size.monit {
-        files.push(("monit", latency::samples_csv(&m.kills, None)));
+        files.push(("monit".to_string(), latency::samples_csv(&m.kills, None)));
     }
     for (monitor, csv) in files {
         let path = dir.join(format!("{monitor}-{}.csv", size.workers));

@@ -16,6 +16,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use pidwatch::observe::cgroup::{Cgroup, Delegation, parse_proc_cgroup};
 use pidwatch::observe::procfs::{Stat, parse_stat};
 
 use crate::BenchResult;
@@ -186,6 +187,84 @@ pub(crate) fn session_survivors(sid: i32) -> Vec<i32> {
         })
         .map(|(pid, _)| pid)
         .collect()
+}
+
+/// The cgroup v2 of `pid`, as `/proc/<pid>/cgroup` names it (`/` for the
+/// root); `None` when it is gone or there is no cgroup v2 line.
+pub(crate) fn cgroup_of(pid: i32) -> Option<String> {
+    parse_proc_cgroup(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
+}
+
+/// Whether `pid` runs in another cgroup than the bench: in the bench, every
+/// process starts in the bench's own cgroup unless pidwatch put it in one
+/// of its incarnation cgroups.
+pub(crate) fn in_other_cgroup(pid: i32) -> bool {
+    static OWN: OnceLock<Option<String>> = OnceLock::new();
+    let own = OWN.get_or_init(|| cgroup_of(std::process::id() as i32));
+    match (own, cgroup_of(pid)) {
+        (Some(own), Some(theirs)) => *own != theirs,
+        _ => false,
+    }
+}
+
+/// A cgroup the bench made under pidwatch's delegated base
+/// (`<base>/bench-<bench PID>-<workers>`) and hands to pidwatch as
+/// `PIDWATCH_CGROUP_BASE`, so that the incarnation cgroups of its runs are
+/// told apart from anyone else's (tests of other checkouts use the same
+/// base) and removed with it. When dropped, whatever still runs in it is
+/// killed (`cgroup.kill`) and it is removed, its children first.
+pub(crate) struct BenchCgroup(Cgroup);
+
+impl BenchCgroup {
+    /// Creates `<delegation base>/<name>`.
+    ///
+    /// Errors: mkdir(2) failed (the reason).
+    pub(crate) fn create(delegation: &Delegation, name: &str) -> BenchResult<BenchCgroup> {
+        delegation
+            .create(name)
+            .map(BenchCgroup)
+            .map_err(|e| format!("creating the bench's cgroup: {e}"))
+    }
+
+    /// Its directory.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+
+    /// Kills what is left in it, waits (up to 5 s) for it to empty, and
+    /// removes it with every cgroup below it.
+    ///
+    /// Errors: it could not be emptied or removed.
+    pub(crate) fn remove(&self) -> BenchResult<()> {
+        if !self.0.exists() {
+            return Ok(());
+        }
+        let shown = self.0.path().display();
+        if self.0.populated().unwrap_or(true) {
+            self.0
+                .kill()
+                .map_err(|e| format!("killing what is left in {shown}: {e}"))?;
+        }
+        self.0
+            .wait_empty(Instant::now() + Duration::from_secs(5))
+            .map_err(|e| format!("{shown}: {e}"))?;
+        self.0.remove().map_err(|e| format!("removing {e}"))
+    }
+}
+
+impl Drop for BenchCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove() {
+            eprintln!("pidwatch bench: {e}");
+        }
+    }
+}
+
+/// SIGTERMs `pid`, ignoring it being gone.
+pub(crate) fn sigterm(pid: i32) {
+    if pid > 1 {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
 }
 
 /// SIGKILLs `pids`, ignoring those already gone.
