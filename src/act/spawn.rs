@@ -305,13 +305,16 @@ pub struct StopReport {
     pub cgroups_killed: Vec<String>,
 }
 
-/// Stops exactly `members` (proved by `observe`) and the cgroups in
-/// `cgroups`: SIGTERM, up to `timeout` for them to exit, then SIGKILL (a
-/// cgroup: `cgroup.kill`, which reaches what forked meanwhile). Each process
-/// is pinned with a pidfd and its start time checked after the pin, so a
-/// process that exited and whose PID was reused is never hit. pidwatch
-/// itself and PID 1 are never signalled. What forked outside a cgroup during
-/// the stop is found by the next observation, and stopped in a next round.
+/// Stops exactly `members` (proved by `observe`) and the members of the
+/// cgroups in `cgroups` (as `cgroup.procs` lists them now): SIGTERM, up to
+/// `timeout` for them to exit (their pidfds tell the moment each does),
+/// then SIGKILL; a cgroup still populated then (what forked after) is
+/// killed whole with `cgroup.kill`, and an emptied one removed. Each process
+/// is pinned with a pidfd, and its start time (or cgroup membership) checked
+/// after the pin, so a process that exited and whose PID was reused is never
+/// hit. pidwatch itself and PID 1 are never signalled. What forked outside a
+/// cgroup during the stop is found by the next observation, and stopped in a
+/// next round.
 pub fn stop_members(
     procfs: &Procfs,
     members: &[Member],
@@ -327,29 +330,34 @@ pub fn stop_members(
         .map(|p| crate::observe::cgroup::Cgroup::at(PathBuf::from(p)))
         .filter(|cg| cg.exists())
         .collect();
+    // Every process to stop, pinned: a cgroup's members as listed now
+    // (what forked since the observation included), then the others.
+    let mut pinned: Vec<Pinned> = Vec::new();
     for cg in &groups {
-        if let Ok(pids) = cg.signal_members(Signal::SIGTERM) {
-            report.terminated.extend(pids);
+        for (pid, fd) in cg.pin_members().unwrap_or_default() {
+            pinned.push(Pinned { pid, fd: Some(fd) });
         }
     }
-    let pinned: Vec<Pinned> = members
-        .iter()
-        .filter(|m| m.process.pid > 1 && m.process.pid != me)
-        .filter(|m| !report.terminated.contains(&m.process.pid))
-        .filter_map(|m| pin(procfs, m.process.pid, m.process.start_ticks))
-        .collect();
+    for m in members {
+        let pid = m.process.pid;
+        if pid > 1 && pid != me && !pinned.iter().any(|p| p.pid == pid)
+            && let Some(p) = pin(procfs, pid, m.process.start_ticks)
+        {
+            pinned.push(p);
+        }
+    }
     for p in &pinned {
         p.signal(Signal::SIGTERM);
         report.terminated.push(p.pid);
     }
+    // The pidfds tell the moment each exits.
     wait_all_exited(procfs, &pinned, deadline);
-    for cg in &groups {
-        let _ = cg.wait_empty(deadline);
-    }
     for p in pinned.iter().filter(|p| !p.has_exited(procfs)) {
         p.signal(Signal::SIGKILL);
         report.killed.push(p.pid);
     }
+    // A cgroup still populated holds what forked after the pins: killed
+    // whole.
     for cg in &groups {
         if cg.populated().unwrap_or(false) {
             let _ = cg.kill();

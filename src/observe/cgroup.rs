@@ -547,6 +547,29 @@ impl Cgroup {
         Ok(signalled)
     }
 
+    /// Pins every member now: a pidfd for each PID of `cgroup.procs`
+    /// (descendants included), opened first and the PID's membership read
+    /// again after, so that each fd names a process of this cgroup for
+    /// good. pidwatch itself is left out. For a caller that signals the
+    /// members and then waits on their pidfds, which tell the moment each
+    /// exits (cheaper than waiting for `populated 0`).
+    ///
+    /// Errors: as [`Cgroup::signal_members`].
+    pub fn pin_members(&self) -> io::Result<Vec<(i32, OwnedFd)>> {
+        let cgroup = self.name()?.to_string();
+        let me = std::process::id() as i32;
+        let mut pinned = Vec::new();
+        for pid in self.procs()? {
+            if pid == me {
+                continue;
+            }
+            if let Some(fd) = pin_member(pid, &cgroup)? {
+                pinned.push((pid, fd));
+            }
+        }
+        Ok(pinned)
+    }
+
     /// Kills every member: writes `1` to `cgroup.kill` (Linux 5.14+), which
     /// SIGKILLs the whole subtree at once, forks in flight included. Where
     /// the file is missing, SIGKILLs each member as [`Cgroup::signal_members`]
@@ -586,6 +609,13 @@ impl Cgroup {
     ///
     /// Errors: `cgroup.events` unreadable for another reason or malformed.
     pub fn wait_empty(&self, deadline: Instant) -> io::Result<bool> {
+        // Empty already, the common case: no inotify instance to make (its
+        // close waits for an RCU grace period, milliseconds).
+        match self.populated() {
+            Ok(false) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            _ => {}
+        }
         let events = self.events_path();
         let watch = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
             .ok()
