@@ -517,17 +517,11 @@ impl<'a> Actor<'a> {
         };
         std::fs::create_dir_all(&paths.pid_dir)
             .map_err(|e| format!("creating {}: {e}", paths.pid_dir.display()))?;
-        let procs_writer = match &cgroup {
-            Some(cg) => Some(
-                cg.procs_writer()
-                    .map_err(|e| format!("opening {}/cgroup.procs: {e}", cg.path().display()))?,
-            ),
-            None => None,
-        };
-        let child = call
-            .spawn_incarnation(Some(&id), procs_writer.as_ref())
-            .map_err(|e| format!("cannot run wrapper {}: {e}", paths.wrapper.display()))?;
-        drop(procs_writer);
+        let child = match &cgroup {
+            Some(cg) => call.spawn_in_cgroup(&id, cg),
+            None => call.spawn_incarnation(Some(&id), None),
+        }
+        .map_err(|e| format!("cannot run wrapper {}: {e}", paths.wrapper.display()))?;
         self.spawned.push(Spawned {
             worker: worker.to_string(),
             pid: child,

@@ -98,6 +98,71 @@ impl WrapperCall<'_> {
         invocation: Option<&str>,
         cgroup_procs: Option<&std::fs::File>,
     ) -> std::io::Result<i32> {
+        self.spawn_with(invocation, cgroup_procs)
+    }
+
+    /// Like [`WrapperCall::spawn_incarnation`], with the child created
+    /// directly inside the cgroup `cgroup` (clone3 `CLONE_INTO_CGROUP`,
+    /// see [`crate::act::child::spawn_into_cgroup`]); where the kernel cannot
+    /// (before Linux 5.7), it joins it before exec instead.
+    ///
+    /// Errors: as [`WrapperCall::spawn_incarnation`].
+    pub fn spawn_in_cgroup(
+        &self,
+        invocation: &str,
+        cgroup: &crate::observe::cgroup::Cgroup,
+    ) -> std::io::Result<i32> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::fs::File::open(cgroup.path())?;
+        let cstring = |b: &[u8]| {
+            std::ffi::CString::new(b).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a NUL byte in an argument",
+                )
+            })
+        };
+        let mut argv = vec![cstring(self.wrapper.as_os_str().as_bytes())?];
+        for arg in self.args() {
+            argv.push(cstring(arg.as_bytes())?);
+        }
+        let mut envp = Vec::new();
+        for (key, value) in std::env::vars_os() {
+            let key_bytes = key.as_bytes();
+            if SCRUBBED_ENV.iter().any(|v| v.as_bytes() == key_bytes)
+                || key_bytes == b"PIDWATCH_INVOCATION_ID"
+            {
+                continue;
+            }
+            let mut pair = key_bytes.to_vec();
+            pair.push(b'=');
+            pair.extend_from_slice(value.as_bytes());
+            envp.push(cstring(&pair)?);
+        }
+        envp.push(cstring(
+            format!("PIDWATCH_INVOCATION_ID={invocation}").as_bytes(),
+        )?);
+        let exec = crate::act::child::Exec {
+            path: cstring(self.wrapper.as_os_str().as_bytes())?,
+            argv,
+            envp,
+            fd_limit: ORIGINAL_FD_LIMIT.get().copied(),
+        };
+        match crate::act::child::spawn_into_cgroup(&exec, dir.as_raw_fd()) {
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                let procs = cgroup.procs_writer()?;
+                self.spawn_with(Some(invocation), Some(&procs))
+            }
+            other => other,
+        }
+    }
+
+    fn spawn_with(
+        &self,
+        invocation: Option<&str>,
+        cgroup_procs: Option<&std::fs::File>,
+    ) -> std::io::Result<i32> {
         use std::os::fd::AsRawFd;
         let mut cmd = Command::new(self.wrapper);
         cmd.args(self.args())
@@ -340,7 +405,9 @@ pub fn stop_members(
     }
     for m in members {
         let pid = m.process.pid;
-        if pid > 1 && pid != me && !pinned.iter().any(|p| p.pid == pid)
+        if pid > 1
+            && pid != me
+            && !pinned.iter().any(|p| p.pid == pid)
             && let Some(p) = pin(procfs, pid, m.process.start_ticks)
         {
             pinned.push(p);
