@@ -45,10 +45,19 @@
 main() {
   set -u
 
-  # The incarnation id, before anything with a side effect. No fork: `read`
-  # from the kernel's UUID source (a version 4 UUID, 122 random bits, as
-  # systemd's), dashes stripped.
-  if [[ ! ${PIDWATCH_INVOCATION_ID-} =~ ^[0-9a-f]{32}$ ]]; then
+  # The incarnation id, before anything with a side effect. An id is kept
+  # only when it was given for this very worker (PIDWATCH_INVOCATION_WORKER,
+  # which pidwatch sets): one inherited from another worker's environment
+  # (its agent started this one) would make this wrapper a member of that
+  # incarnation. The other PIDWATCH_ variables of such an environment are
+  # dropped from this process's own too. A new id comes from the kernel's
+  # UUID source (a version 4 UUID, 122 random bits, as systemd's), read
+  # without a fork, dashes stripped.
+  if [[ ! ${PIDWATCH_INVOCATION_ID-} =~ ^[0-9a-f]{32}$ ]] ||
+    [ "${PIDWATCH_INVOCATION_WORKER-}" != "${1-}" ]; then
+    unset PIDWATCH_STREAM_ID PIDWATCH_INITIATIVE_ID PIDWATCH_PROMPT \
+      PIDWATCH_WORK_DIR PIDWATCH_LOG_FILE
+    export PIDWATCH_INVOCATION_WORKER=${1-}
     uuid=
     read -r uuid 2>/dev/null </proc/sys/kernel/random/uuid
     uuid=${uuid//-/}

@@ -262,7 +262,7 @@ impl<'a> Actor<'a> {
         session: Option<i32>,
     ) {
         let Some(state) = self.state else { return };
-        let inc = Incarnation {
+        let mut inc = Incarnation {
             id: invocation.map_or_else(new_incarnation_id, str::to_string),
             origin: Origin::Adopted,
             wrapper: Some(wrapper),
@@ -273,7 +273,19 @@ impl<'a> Actor<'a> {
             attempt: None,
             ending: None,
         };
-        match state.record_incarnation(self.initiative(), worker, &inc) {
+        // An id that names another worker's incarnation is not this one's.
+        let recorded = state
+            .record_incarnation(self.initiative(), worker, &inc)
+            .and_then(|fresh| {
+                if fresh {
+                    return Ok(());
+                }
+                inc.id = new_incarnation_id();
+                state
+                    .record_incarnation(self.initiative(), worker, &inc)
+                    .map(|_| ())
+            });
+        match recorded {
             Ok(()) => log.file_only(
                 Level::Info,
                 &format!(
@@ -498,6 +510,7 @@ impl<'a> Actor<'a> {
             ending: None,
         };
         if let Some(state) = self.state {
+            // A fresh id of 128 random bits: never one recorded already.
             state
                 .record_incarnation(self.initiative(), worker, &inc)
                 .map_err(|e| e.to_string())?;

@@ -79,7 +79,7 @@ impl WrapperCall<'_> {
     /// Starts the wrapper in a new session (`setsid(2)`: it leads its own
     /// session and process group, which outlive pidwatch), with stdin, stdout
     /// and stderr on `/dev/null` and the environment inherited less
-    /// [`SCRUBBED_ENV`]. Returns its PID; the caller must reap it.
+    /// [`SCRUBBED_ENV`] and every `PIDWATCH_` variable. Returns its PID; the caller must reap it.
     ///
     /// Errors: the wrapper cannot be executed (missing, not executable).
     pub fn spawn(&self) -> std::io::Result<i32> {
@@ -131,7 +131,7 @@ impl WrapperCall<'_> {
         for (key, value) in std::env::vars_os() {
             let key_bytes = key.as_bytes();
             if SCRUBBED_ENV.iter().any(|v| v.as_bytes() == key_bytes)
-                || key_bytes == b"PIDWATCH_INVOCATION_ID"
+                || key_bytes.starts_with(b"PIDWATCH_")
             {
                 continue;
             }
@@ -143,6 +143,9 @@ impl WrapperCall<'_> {
         envp.push(cstring(
             format!("PIDWATCH_INVOCATION_ID={invocation}").as_bytes(),
         )?);
+        let mut worker = b"PIDWATCH_INVOCATION_WORKER=".to_vec();
+        worker.extend_from_slice(self.worker.as_bytes());
+        envp.push(cstring(&worker)?);
         let exec = crate::act::child::Exec {
             path: cstring(self.wrapper.as_os_str().as_bytes())?,
             argv,
@@ -173,10 +176,17 @@ impl WrapperCall<'_> {
         for var in SCRUBBED_ENV {
             cmd.env_remove(var);
         }
-        match invocation {
-            Some(id) => cmd.env("PIDWATCH_INVOCATION_ID", id),
-            None => cmd.env_remove("PIDWATCH_INVOCATION_ID"),
-        };
+        // pidwatch's own PIDWATCH_ settings, and the markers of a worker
+        // environment it may run in, are not the wrapper's.
+        for (key, _) in std::env::vars_os() {
+            if key.as_encoded_bytes().starts_with(b"PIDWATCH_") {
+                cmd.env_remove(key);
+            }
+        }
+        if let Some(id) = invocation {
+            cmd.env("PIDWATCH_INVOCATION_ID", id)
+                .env("PIDWATCH_INVOCATION_WORKER", self.worker);
+        }
         let fd_limit = ORIGINAL_FD_LIMIT.get().copied();
         let join = cgroup_procs.map(|f| f.as_raw_fd());
         // SAFETY: the closure runs in the forked child before exec and only

@@ -238,6 +238,14 @@ pub enum Alive {
         /// The oldest of them.
         pid: i32,
     },
+    /// Processes of the worker live under a wrapper of their own that
+    /// pidwatch does not know (the PID file is missing, invalid or names
+    /// someone else): an incarnation started by another program. Nothing is
+    /// started beside it.
+    Unrecorded {
+        /// The oldest of them.
+        pid: i32,
+    },
     /// The PID file was written less than [`PIDFILE_GRACE`] ago and does
     /// not name the worker yet: it is being written; look again then.
     BeingWritten {
@@ -262,7 +270,9 @@ impl Alive {
     /// The PID shown for the running worker, when one is known.
     pub fn pid(&self) -> Option<i32> {
         match self {
-            Alive::Current { pid, .. } | Alive::Starting { pid } => Some(*pid),
+            Alive::Current { pid, .. } | Alive::Starting { pid } | Alive::Unrecorded { pid } => {
+                Some(*pid)
+            }
             Alive::Adoptable { wrapper, .. } => Some(wrapper.pid),
             Alive::BeingWritten { .. } => None,
         }
@@ -344,6 +354,14 @@ pub fn liveness(worker: &WorkerSnapshot) -> (Result<Alive, Reason>, Option<i32>)
             let until = worker.pidfile_fresh_until.unwrap_or_default();
             (Ok(Alive::BeingWritten { until }), None)
         }
+        Err(_) if !worker.elsewhere.is_empty() => {
+            let first = worker
+                .elsewhere
+                .iter()
+                .min_by_key(|m| m.process.start_ticks)
+                .map_or(0, |m| m.process.pid);
+            (Ok(Alive::Unrecorded { pid: first }), pid)
+        }
         Err(_) if !worker.members.is_empty() => {
             let pids = worker.members.iter().map(|m| m.process.pid).collect();
             (Err(Reason::Orphaned(pids)), pid)
@@ -399,7 +417,9 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot) -> Decision {
         let (verdict, reason) = match &alive {
             Ok(_) => (Verdict::Running, None),
             Err(reason) => {
-                let stop = deliberate_stop(worker).filter(|_| worker.members.is_empty());
+                // A deliberate stop stays one even when the worker left a
+                // process behind (stopped below, and nothing is started).
+                let stop = deliberate_stop(worker);
                 if worker.tasks.is_complete() {
                     (Verdict::Completed, Some(reason.clone()))
                 } else if let Some(signal) = stop {
@@ -477,6 +497,16 @@ fn warn_about_evidence(
             }
             _ => {}
         },
+        Ok(Alive::Unrecorded { .. }) => decision.warnings.push(format!(
+            "worker {id} runs (PIDs {}) under a wrapper that its PID file does not name; \
+             it counts as running, and nothing is started beside it",
+            worker
+                .elsewhere
+                .iter()
+                .map(|m| m.process.pid.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
         Err(Reason::PidReused | Reason::NotTheWorker) if verdict != Verdict::Completed => {
             if let Some(pid) = worker.pidfile.pid() {
                 decision.warnings.push(format!(
@@ -521,45 +551,51 @@ fn plan(
         note_due(decision, *until);
         return;
     }
-    match alive {
-        Ok(Alive::Adoptable {
-            wrapper,
-            invocation,
-            session,
-            ..
-        }) => {
-            decision.actions.push(Action::Adopt {
-                worker: id.clone(),
-                wrapper: *wrapper,
-                invocation: invocation.clone(),
-                session: *session,
-            });
-            if !worker.members.is_empty() {
-                decision.actions.push(Action::StopOld {
-                    worker: id.clone(),
-                    members: worker.members.clone(),
-                    cgroups: cgroups_of(worker),
-                    restart: None,
-                });
-            }
-        }
-        Ok(_) => {}
-        Err(_) => {
-            if let Some(inc) = live_inc {
-                let ending = worker.exit.clone().unwrap_or(Ending {
-                    at: now,
-                    exit_status: None,
-                    signal: None,
-                    stopped: false,
-                });
-                decision.actions.push(Action::EndIncarnation {
-                    worker: id.clone(),
-                    incarnation: inc.id.clone(),
-                    ending,
-                    cgroup: inc.cgroup.clone(),
-                });
-            }
-        }
+    // The current incarnation ended when its recorded wrapper is gone.
+    if let Some(inc) = live_inc
+        && inc.wrapper.is_some()
+        && !matches!(&worker.wrapper, Some(ProcessReading::Alive(info)) if !info.has_exited())
+    {
+        let ending = worker.exit.clone().unwrap_or(Ending {
+            at: now,
+            exit_status: None,
+            signal: None,
+            stopped: false,
+        });
+        decision.actions.push(Action::EndIncarnation {
+            worker: id.clone(),
+            incarnation: inc.id.clone(),
+            ending,
+            cgroup: inc.cgroup.clone(),
+        });
+    }
+    if let Ok(Alive::Adoptable {
+        wrapper,
+        invocation,
+        session,
+        ..
+    }) = alive
+    {
+        decision.actions.push(Action::Adopt {
+            worker: id.clone(),
+            wrapper: *wrapper,
+            invocation: invocation.clone(),
+            session: *session,
+        });
+    }
+    // Processes of an earlier incarnation beside a live one (started by
+    // another program) are stopped; nothing new is started.
+    if matches!(
+        alive,
+        Ok(Alive::Adoptable { .. } | Alive::Unrecorded { .. })
+    ) && !worker.members.is_empty()
+    {
+        decision.actions.push(Action::StopOld {
+            worker: id.clone(),
+            members: worker.members.clone(),
+            cgroups: cgroups_of(worker),
+            restart: None,
+        });
     }
     match verdict {
         Verdict::Dead if matches!(reason, Some(Reason::InvalidPidfile(_))) => {
@@ -623,6 +659,14 @@ fn plan(
                     restart,
                 });
             }
+        }
+        Verdict::Stopped if !worker.members.is_empty() => {
+            decision.actions.push(Action::StopOld {
+                worker: id.clone(),
+                members: worker.members.clone(),
+                cgroups: cgroups_of(worker),
+                restart: None,
+            });
         }
         Verdict::GivenUp if !record.given_up => {
             decision.actions.push(Action::GiveUp {

@@ -180,6 +180,11 @@ pub struct WorkerSnapshot {
     /// the members of one still being spawned. Empty when not looked for
     /// (a live wrapper needs no look).
     pub members: Vec<Member>,
+    /// The worker's processes that carry its stream marker and whose own
+    /// wrapper lives, though pidwatch does not know that wrapper (its PID
+    /// file missing, invalid or naming someone else): a live incarnation.
+    /// It counts as running, and nothing is started beside it.
+    pub elsewhere: Vec<Member>,
     /// How the last run ended, from the wrapper's exit file, when the file
     /// belongs to the current incarnation (or, with none recorded, to this
     /// boot). Read when no wrapper lives, or when a live wrapper's PID file

@@ -52,6 +52,7 @@ fn worker(id: &str, process: Option<ProcessReading>) -> WorkerSnapshot {
         incarnation: None,
         wrapper: None,
         members: Vec::new(),
+        elsewhere: Vec::new(),
         exit: None,
         restart: None,
     }
@@ -798,4 +799,44 @@ fn a_pid_file_being_written_is_looked_at_again_not_reported() {
             (Verdict::Dead, Some("invalid_pidfile"))
         );
     }
+}
+
+#[test]
+fn a_live_wrapper_the_pid_file_does_not_name_blocks_a_restart() {
+    // The PID file is gone, but a worker of W carrying its stream marker
+    // runs under a live wrapper pidwatch does not know.
+    let w = WorkerSnapshot {
+        pidfile: PidFileReading::Missing,
+        process: None,
+        elsewhere: vec![member(300)],
+        ..worker("W", None)
+    };
+    let d = decide(&restarting(), &snapshot(5, vec![w]));
+    assert_eq!(verdict_of(&d, "W"), (Verdict::Running, None));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert!(d.warnings[0].contains("does not name"), "{:?}", d.warnings);
+}
+
+#[test]
+fn a_deliberate_stop_with_a_straggler_stays_a_stop() {
+    let w = WorkerSnapshot {
+        incarnation: Some(incarnation(Some(Ending {
+            at: t(1),
+            exit_status: Some(143),
+            signal: Some("TERM".into()),
+            stopped: true,
+        }))),
+        wrapper: Some(ProcessReading::Gone),
+        pidfile: PidFileReading::Missing,
+        process: None,
+        members: vec![member(300)],
+        ..worker("W", None)
+    };
+    let d = decide(&restarting(), &snapshot(5, vec![w]));
+    assert_eq!(verdict_of(&d, "W"), (Verdict::Stopped, Some("stopped")));
+    assert!(
+        matches!(&d.actions[..], [Action::StopOld { restart: None, .. }]),
+        "the straggler is stopped, nothing started: {:?}",
+        d.actions
+    );
 }

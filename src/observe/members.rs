@@ -65,18 +65,42 @@ pub struct Exclude {
     pub session: Option<i32>,
 }
 
+/// What one look at the process table found of a worker.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// Processes of its earlier incarnations, to be stopped before a
+    /// restart.
+    pub members: Vec<Member>,
+    /// Its workers that carry its stream marker and whose own wrapper lives,
+    /// though pidwatch does not know that wrapper (the PID file missing,
+    /// invalid or naming someone else): a live incarnation, never stopped,
+    /// and a reason never to start another beside it.
+    pub elsewhere: Vec<Member>,
+}
+
 /// The live processes among `scan` proved to be worker `worker`'s, and not
-/// the live incarnation's (`exclude`): carriers of the incarnation's id, of
-/// the worker's stream marker (its id and its worker log `log_file`, which
-/// names the orchestrator dir and the initiative), or members of the
-/// session its verified wrapper led (started no earlier than that wrapper).
+/// the live incarnation's (`exclude`):
+///
+/// - carriers of the incarnation's id (whose stream marker, if any, is this
+///   worker's: an id inherited into another stream's wrapper proves nothing);
+/// - carriers of the worker's stream marker (its id and its worker log
+///   `log_file`, which names the orchestrator dir and the initiative): of an
+///   earlier incarnation when their wrapper is gone, else found
+///   `elsewhere`;
+/// - members of the session the incarnation's verified wrapper led, started
+///   no earlier than it, while the session has a member that started by
+///   `session_cutoff` (clock ticks after boot: when the incarnation was last
+///   known to hold it). The kernel does not reuse a session id while a
+///   process of the session lives, so such a member proves that the session
+///   is still the worker's and not a new one that took the freed id.
 pub fn members_of(
     scan: &[ProcEntry],
     log_file: &Path,
     worker: &str,
     incarnation: Option<&Incarnation>,
     exclude: &Exclude,
-) -> Vec<Member> {
+    session_cutoff: u64,
+) -> Found {
     // Whether a process of incarnation `id` other than its worker's lives:
     // its wrapper carries the id but not the stream marker, which the
     // wrapper exports to its worker only.
@@ -87,7 +111,17 @@ pub fn members_of(
         // Without an id: the session's leader (the wrapper, when it led one).
         None => scan.iter().any(|o| o.pid == e.stat.session),
     };
-    let mut members = Vec::new();
+    let session = incarnation.and_then(|inc| match (inc.session, inc.wrapper) {
+        (Some(sid), Some(w))
+            if scan
+                .iter()
+                .any(|o| o.stat.session == sid && o.stat.start_ticks <= session_cutoff) =>
+        {
+            Some((sid, w.start_ticks))
+        }
+        _ => None,
+    });
+    let mut found = Found::default();
     for e in scan {
         if exclude.wrapper == Some(e.pid)
             || (exclude.invocation.is_some() && e.markers.invocation == exclude.invocation)
@@ -95,39 +129,40 @@ pub fn members_of(
         {
             continue;
         }
-        let by_id = incarnation.is_some_and(|inc| e.markers.invocation.as_deref() == Some(&inc.id));
-        // A worker found by its stream marker alone is an earlier
-        // incarnation's only when its own wrapper is gone: a live wrapper's
-        // worker is that wrapper's business (its PID file may be missing or
-        // invalid; pidwatch then reports, and never signals).
-        let by_stream = e.markers.stream.as_deref() == Some(worker)
-            && e.markers.log_file.as_deref() == Some(log_file)
-            && !wrapper_lives(e);
-        let by_session = incarnation.is_some_and(|inc| {
-            matches!((inc.session, inc.wrapper), (Some(sid), Some(w))
-                if e.stat.session == sid && e.stat.start_ticks >= w.start_ticks)
-        });
-        let proof = if by_id {
-            Proof::InvocationId
-        } else if by_stream {
-            Proof::StreamMarker
-        } else if by_session {
-            Proof::Session
-        } else {
-            continue;
-        };
-        members.push(Member {
+        let ours = e.markers.stream.as_deref() == Some(worker)
+            && e.markers.log_file.as_deref() == Some(log_file);
+        let by_id = incarnation.is_some_and(|inc| e.markers.invocation.as_deref() == Some(&inc.id))
+            && (e.markers.stream.is_none() || ours);
+        let by_session = session
+            .is_some_and(|(sid, start)| e.stat.session == sid && e.stat.start_ticks >= start);
+        let member = Member {
             process: ProcessId {
                 pid: e.pid,
                 start_ticks: e.stat.start_ticks,
             },
             comm: e.stat.comm.clone(),
             incarnation: e.markers.invocation.clone(),
-            proof,
-        });
+            proof: Proof::StreamMarker,
+        };
+        if by_id {
+            found.members.push(Member {
+                proof: Proof::InvocationId,
+                ..member
+            });
+        } else if ours && !wrapper_lives(e) {
+            found.members.push(member);
+        } else if ours {
+            found.elsewhere.push(member);
+        } else if by_session {
+            found.members.push(Member {
+                proof: Proof::Session,
+                ..member
+            });
+        }
     }
-    members.sort_by_key(|m| m.process.pid);
-    members
+    found.members.sort_by_key(|m| m.process.pid);
+    found.elsewhere.sort_by_key(|m| m.process.pid);
+    found
 }
 
 /// The live members of a cgroup (its `cgroup.procs`, descendants included),

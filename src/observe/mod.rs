@@ -55,9 +55,17 @@ pub struct Observer {
 pub struct ProcessTable(Option<Vec<ProcEntry>>);
 
 impl ProcessTable {
-    fn get(&mut self, procfs: &Procfs) -> &[ProcEntry] {
-        self.0
-            .get_or_insert_with(|| members::scan(procfs).unwrap_or_default())
+    /// The table, read now if it was not yet in this pass.
+    ///
+    /// Errors: `/proc` cannot be listed (out of descriptors, say): then
+    /// nothing can be said of which processes live, and the pass fails
+    /// rather than take an unread table for an empty one.
+    fn get(&mut self, procfs: &Procfs) -> Result<&[ProcEntry]> {
+        if self.0.is_none() {
+            let scan = members::scan(procfs).map_err(|e| Error::io("listing", procfs.root(), e))?;
+            self.0 = Some(scan);
+        }
+        Ok(self.0.as_deref().unwrap_or_default())
     }
 }
 
@@ -165,7 +173,7 @@ impl Observer {
                 let incarnation = incarnations.remove(&stream.id);
                 self.observe_worker(stream, record, incarnation, &mut table)
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(Observation {
             snapshot: Snapshot {
                 now: Utc::now(),
@@ -181,13 +189,30 @@ impl Observer {
     /// live processes of its incarnations when no wrapper lives, its exit
     /// file, whether it ever started. `table` is the pass's process table,
     /// read on first need.
+    ///
+    /// Errors: the process table or the incarnation's cgroup cannot be read:
+    /// which processes of the worker live is then unknown.
     pub fn observe_worker(
         &self,
         stream: &Stream,
         record: RestartRecord,
         incarnation: Option<Incarnation>,
         table: &mut ProcessTable,
-    ) -> WorkerSnapshot {
+    ) -> Result<WorkerSnapshot> {
+        // A cgroup path read back from the state DB is trusted only in the
+        // shape pidwatch gives it (`…/<worker>.<incarnation id>`): a row
+        // pointing elsewhere (a hand edit, the mount's root) must never make
+        // pidwatch signal what lives there.
+        let incarnation = incarnation.map(|mut inc| {
+            if inc
+                .cgroup
+                .as_deref()
+                .is_some_and(|c| !c.ends_with(&format!(".{}", inc.id)))
+            {
+                inc.cgroup = None;
+            }
+            inc
+        });
         let path = pidfile::path_for(&self.paths.pid_dir, &stream.id);
         let reading = pidfile::read(&path, self.procfs.pid_max());
         let process = match &reading {
@@ -220,8 +245,8 @@ impl Observer {
             }
             _ => Candidate::NotLooked,
         };
-        let members = if wrapper_lives || stream.tasks.is_complete() {
-            Vec::new()
+        let found = if wrapper_lives || stream.tasks.is_complete() {
+            members::Found::default()
         } else {
             let exclude = match (&candidate, &process) {
                 (Candidate::Wrapper { invocation }, Some(ProcessReading::Alive(info))) => Exclude {
@@ -231,7 +256,7 @@ impl Observer {
                 },
                 _ => Exclude::default(),
             };
-            self.members(&stream.id, incarnation.as_ref(), &exclude, table)
+            self.members(&stream.id, incarnation.as_ref(), &exclude, table)?
         };
         // A live wrapper whose PID file is gone may be finishing: its exit
         // file, written just before, says so.
@@ -243,7 +268,7 @@ impl Observer {
         let started =
             !matches!(reading, PidFileReading::Missing) || self.log_shows_a_run(&stream.id);
         let pidfile_fresh_until = self.fresh_until(&path, &reading);
-        WorkerSnapshot {
+        Ok(WorkerSnapshot {
             id: stream.id.clone(),
             pidfile: reading,
             pidfile_fresh_until,
@@ -255,10 +280,11 @@ impl Observer {
             candidate,
             incarnation,
             wrapper,
-            members,
+            members: found.members,
+            elsewhere: found.elsewhere,
             exit,
             restart: None,
-        }
+        })
     }
 
     /// When an empty or not-a-number PID file stops counting as being
@@ -353,8 +379,10 @@ impl Observer {
             }) => (Some(wrapper), invocation, session),
             _ => return Vec::new(),
         };
-        let mut found: Vec<Member> = table
-            .get(&self.procfs)
+        let Ok(processes) = table.get(&self.procfs) else {
+            return Vec::new();
+        };
+        let mut found: Vec<Member> = processes
             .iter()
             .filter(|e| {
                 wrapper.is_some_and(|w| w.pid == e.pid)
@@ -376,33 +404,44 @@ impl Observer {
         found
     }
 
-    /// The live processes of the worker that belong to no live incarnation.
+    /// The live processes of the worker that belong to no live incarnation,
+    /// and those of a live one pidwatch does not know.
     fn members(
         &self,
         worker: &str,
         incarnation: Option<&Incarnation>,
         exclude: &Exclude,
         table: &mut ProcessTable,
-    ) -> Vec<Member> {
+    ) -> Result<members::Found> {
         if let Some(cgroup) = incarnation.and_then(|i| i.cgroup.as_deref()) {
             // A cgroup lists its members exactly: no process-table scan.
-            let members =
-                members::cgroup_members(&self.procfs, Path::new(cgroup)).unwrap_or_default();
-            return members
-                .into_iter()
-                .filter(|m| {
-                    exclude.wrapper != Some(m.process.pid)
-                        && (exclude.invocation.is_none() || m.incarnation != exclude.invocation)
-                })
-                .collect();
+            let members = members::cgroup_members(&self.procfs, Path::new(cgroup))
+                .map_err(|e| Error::io("reading the cgroup", Path::new(cgroup), e))?;
+            return Ok(members::Found {
+                members: members
+                    .into_iter()
+                    .filter(|m| {
+                        exclude.wrapper != Some(m.process.pid)
+                            && (exclude.invocation.is_none() || m.incarnation != exclude.invocation)
+                    })
+                    .collect(),
+                elsewhere: Vec::new(),
+            });
         }
-        members::members_of(
-            table.get(&self.procfs),
+        // The session counts while a member that started by the time the
+        // incarnation was last known to hold it lives.
+        let cutoff = match incarnation.and_then(|i| i.ending.as_ref()) {
+            Some(ending) => self.procfs.ticks_at(ending.at),
+            None => self.procfs.now_ticks(),
+        };
+        Ok(members::members_of(
+            table.get(&self.procfs)?,
             &self.worker_log(worker),
             worker,
             incarnation,
             exclude,
-        )
+            cutoff,
+        ))
     }
 
     /// The worker log of this initiative: `logs/<id>_<first 8 of initiative>.log`.

@@ -134,6 +134,13 @@ impl Procfs {
         DateTime::from_timestamp(secs, nanos).unwrap_or_default()
     }
 
+    /// Wall time `at` in clock ticks after boot (the inverse of
+    /// [`Procfs::wall_time`], to the second of `btime`); 0 before the boot.
+    pub fn ticks_at(&self, at: DateTime<Utc>) -> u64 {
+        let since_boot = at.timestamp_micros() - self.boot_time * 1_000_000;
+        u64::try_from(since_boot).map_or(0, |us| us * self.ticks_per_second / 1_000_000)
+    }
+
     /// Now, in clock ticks after boot (`CLOCK_BOOTTIME`, the clock of field
     /// 22): a process whose start time is above it started later.
     pub fn now_ticks(&self) -> u64 {

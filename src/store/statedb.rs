@@ -753,22 +753,27 @@ impl StateDb {
 
     /// Records a new incarnation (before its wrapper is spawned, or when one
     /// is adopted), journaling `adopted` for adoptions. An incarnation
-    /// already recorded under that id (spawned by a monitor that died before
-    /// it recorded the wrapper) gets its wrapper recorded.
+    /// already recorded under that id for the same worker and not ended
+    /// (spawned by a monitor that died before it recorded the wrapper) gets
+    /// its wrapper recorded. Returns false, recording nothing, when the id
+    /// belongs to another worker's or an ended incarnation (an id inherited
+    /// where it should not have been): the caller takes a fresh one.
     pub fn record_incarnation(
         &self,
         initiative: &str,
         worker: &str,
         inc: &Incarnation,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         self.in_transaction(|| {
-            self.conn
+            let changed = self.conn
                 .prepare_cached(
                     "INSERT INTO incarnations (id, initiative, worker, origin, boot_id, wrapper_pid, \
                      wrapper_start_ticks, session, cgroup, attempt, started_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
                      ON CONFLICT (id) DO UPDATE SET wrapper_pid = excluded.wrapper_pid, \
-                     wrapper_start_ticks = excluded.wrapper_start_ticks, session = excluded.session",
+                     wrapper_start_ticks = excluded.wrapper_start_ticks, session = excluded.session \
+                     WHERE incarnations.initiative = excluded.initiative \
+                     AND incarnations.worker = excluded.worker AND incarnations.ended_at IS NULL",
                 )?
                 .execute(params![
                     inc.id,
@@ -783,6 +788,9 @@ impl StateDb {
                     inc.attempt,
                     format_time(inc.started_at),
                 ])?;
+            if changed == 0 {
+                return Ok(false);
+            }
             if inc.origin == Origin::Adopted {
                 let event = NewEvent {
                     worker: Some(worker),
@@ -792,7 +800,7 @@ impl StateDb {
                 };
                 self.insert_event(inc.started_at, Some(initiative), EventKind::Adopted, &event)?;
             }
-            Ok(())
+            Ok(true)
         })
     }
 

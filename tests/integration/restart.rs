@@ -269,14 +269,16 @@ fn a_zombie_stranger_behind_a_reused_pid_is_not_taken_for_the_worker() {
 fn an_invalid_pid_file_is_reported_and_never_restarted_over() {
     let (fx, wrapper) = one_worker();
     // The live wrapper's PID file reached through a symlink: not to be
-    // trusted, and not to be restarted over either (a second instance).
+    // trusted, and not to be restarted over either (a second instance). Its
+    // worker, found by its stream marker under a live wrapper, keeps it
+    // running.
     let real = fx.tmp.path().join("W.pid");
     fs::rename(fx.pidfile_path("W"), &real).unwrap();
     std::os::unix::fs::symlink(&real, fx.pidfile_path("W")).unwrap();
     let (code, out) = check_restart(&fx, &[]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("W is not restarted while its PID file is invalid (symlink)"),
+        out.contains("under a wrapper that its PID file does not name"),
         "{out}"
     );
     assert!(
@@ -286,6 +288,17 @@ fn an_invalid_pid_file_is_reported_and_never_restarted_over() {
     );
     assert!(fx.history().iter().all(|(_, k)| k != "restart_attempted"));
     assert!(is_alive(wrapper));
+    // With the worker gone too, the invalid PID file is reported, and still
+    // not restarted over.
+    kill_tree(wrapper);
+    wait_for("W to be gone", LIMIT, || !is_alive(wrapper));
+    let (code, out) = check_restart(&fx, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("W is not restarted while its PID file is invalid (symlink)"),
+        "{out}"
+    );
+    assert!(fx.history().iter().all(|(_, k)| k != "restart_attempted"));
 }
 
 #[test]

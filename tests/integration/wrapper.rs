@@ -69,7 +69,10 @@ impl Run {
             cmd.env("PATH", path);
         }
         match id {
-            Some(id) => cmd.env("PIDWATCH_INVOCATION_ID", id),
+            // As pidwatch gives it: for this worker.
+            Some(id) => cmd
+                .env("PIDWATCH_INVOCATION_ID", id)
+                .env("PIDWATCH_INVOCATION_WORKER", "W"),
             None => cmd.env_remove("PIDWATCH_INVOCATION_ID"),
         };
         use std::os::unix::process::CommandExt;
@@ -451,6 +454,40 @@ fn a_given_id_is_kept_and_a_malformed_one_replaced() {
             assert!(run.log().contains(&needle), "{needle:?} in {}", run.log());
         }
     }
+}
+
+#[test]
+fn an_id_inherited_from_another_workers_environment_is_replaced() {
+    // W's agent started this wrapper: its environment holds W2's id and
+    // markers.
+    let fx = Fixture::new();
+    let wrapper = fx.install_wrapper();
+    fs::create_dir_all(fx.work_dir("W")).unwrap();
+    let status = Command::new(&wrapper)
+        .arg("W")
+        .arg(fx.pidfile_path("W"))
+        .arg(fx.dir.join("logs"))
+        .arg(fx.work_dir("W"))
+        .arg(INITIATIVE)
+        .arg("p")
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo \"id: $PIDWATCH_INVOCATION_ID stream: $PIDWATCH_STREAM_ID\"",
+        ])
+        .env("PIDWATCH_INVOCATION_ID", ID)
+        .env("PIDWATCH_INVOCATION_WORKER", "W2")
+        .env("PIDWATCH_STREAM_ID", "W2")
+        .env("PIDWATCH_LOG_FILE", "/elsewhere/W2.log")
+        .current_dir(fx.tmp.path())
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let log = fs::read_to_string(fx.worker_log_path("W")).unwrap();
+    assert!(!log.contains(ID), "the inherited id is not kept: {log}");
+    assert!(log.contains("stream: W\n"), "{log}");
 }
 
 #[test]
