@@ -239,7 +239,11 @@ main() {
   # Atomic PID file: a reader sees the old file or the whole new one. It is
   # created under the inherited umask, as the original's `echo >` was.
   tmp="$pid_file.$$.tmp"
+  rm -f -- "$tmp"
+  # noclobber: never written through a file or symlink already there.
+  set -o noclobber
   echo "$$" >"$tmp" || exit 1
+  set +o noclobber
   mv -f -- "$tmp" "$pid_file" || { rm -f -- "$tmp"; exit 1; }
 
   export PIDWATCH_STREAM_ID=$stream_id PIDWATCH_INITIATIVE_ID=$initiative_id \
@@ -276,7 +280,8 @@ main() {
         kill -0 -- "-$child" 2>/dev/null || break
         sleep 0.1
       done
-      kill -KILL -- "-$child" 2>/dev/null
+      # Only while members remain: an emptied group's id may be reused.
+      kill -0 -- "-$child" 2>/dev/null && kill -KILL -- "-$child" 2>/dev/null
     fi
   else
     echo "cannot enter work dir $work_dir" >>"$log_file"

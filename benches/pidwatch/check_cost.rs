@@ -48,8 +48,9 @@ impl CheckRow {
 /// The processes named by the PID files of live workers, one per worker;
 /// killed when dropped. pidwatch counts a worker as running only when the
 /// process its PID file names is that worker's wrapper by its command line
-/// (`<…>/worker-wrapper.sh <worker> <PID file> …`), so each is
-/// `sh -c 'read -r _' <wrapper> <worker> <PID file>`: a shell with that
+/// (`<…>/worker-wrapper.sh <worker> <PID file> <log dir> <work dir>
+/// <initiative> …`), so each is `sh -c 'read -r _' <wrapper> <worker> <PID
+/// file> <log dir> <work dir> <initiative>`: a shell with that
 /// command line, blocked reading a pipe the bench never writes to, without
 /// a child (a plain `sleep`, as before incarnations, is another program:
 /// `not_the_worker`, dead).
@@ -65,6 +66,9 @@ impl Sleepers {
                 .arg(&wrapper)
                 .arg(w)
                 .arg(orch.pid_file(w))
+                .arg(orch.log_dir())
+                .arg(orch.work_dir(w))
+                .arg(crate::fixture::INITIATIVE)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

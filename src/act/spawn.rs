@@ -15,7 +15,6 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -538,10 +537,14 @@ pub fn ensure_work_dir(project_root: &Path, worker: &str) -> Result<PathBuf, Str
         return Err(format!("project root {} does not exist", dir.display()));
     }
     let git = |args: &[&OsStr]| {
+        // No hook of the user's (a post-checkout hook could take long, or
+        // ask), no prompt.
         Command::new("git")
             .arg("-C")
             .arg(project_root)
+            .args(["-c", "core.hooksPath=/dev/null"])
             .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
             .stdin(Stdio::null())
             .output()
     };
@@ -591,9 +594,4 @@ pub fn ensure_work_dir(project_root: &Path, worker: &str) -> Result<PathBuf, Str
         )),
         Err(e) => Err(format!("running git: {e}")),
     }
-}
-
-/// Wall time now; the one clock read of the act step.
-pub fn now() -> DateTime<Utc> {
-    Utc::now()
 }

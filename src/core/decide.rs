@@ -83,16 +83,15 @@ pub struct WorkerDecision {
     pub changed: bool,
 }
 
-/// Where a restart stands, between the steps of one pass (ARCHITECTURE.md,
+/// Where a restart stands between the steps of one pass (ARCHITECTURE.md,
 /// "Restart"): pending → stopping the old incarnation → spawning →
-/// confirmed or failed. Confirmed and failed end it; `act` reports them.
+/// confirmed or failed. Pending is no restart in flight; the spawn is one
+/// step of `act`, which reports it confirmed or failed, and that ends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPhase {
     /// The attempt is counted; the earlier incarnation's live processes
     /// were sent SIGTERM and then SIGKILL.
     StoppingOld,
-    /// The wrapper of a new incarnation was spawned.
-    Spawning,
 }
 
 /// Something `act` is to carry out. `act` executes and reports facts; it
@@ -627,7 +626,6 @@ fn plan(
                 max: policy.max_restarts,
                 counted: worker.restart.is_some(),
             };
-            let phase = worker.restart.map(|r| r.phase);
             if !worker.members.is_empty() {
                 let rounds = worker.restart.map_or(0, |r| r.stop_rounds);
                 if rounds >= MAX_STOP_ROUNDS {
@@ -653,7 +651,7 @@ fn plan(
                         restart: Some(restart),
                     });
                 }
-            } else if phase != Some(RestartPhase::Spawning) {
+            } else {
                 decision.actions.push(Action::Spawn {
                     worker: id.clone(),
                     restart,

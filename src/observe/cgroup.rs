@@ -563,8 +563,15 @@ impl Cgroup {
             if pid == me {
                 continue;
             }
-            if let Some(fd) = pin_member(pid, &cgroup)? {
-                pinned.push((pid, fd));
+            match pin_member(pid, &cgroup) {
+                Ok(Some(fd)) => pinned.push((pid, fd)),
+                Ok(None) => {}
+                // No pidfds at all: nothing may be signalled unpinned.
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => return Err(e),
+                // One process that cannot be pinned (out of descriptors)
+                // does not keep the others from their SIGTERM; the cgroup's
+                // kill reaches it.
+                Err(_) => {}
             }
         }
         Ok(pinned)

@@ -343,7 +343,13 @@ impl Observer {
         let Some(wrapper_name) = self.paths.wrapper.file_name() else {
             return Candidate::Foreign;
         };
-        if !is_wrapper_cmdline(&argv, wrapper_name.as_encoded_bytes(), worker, pid_file) {
+        if !is_wrapper_cmdline(
+            &argv,
+            wrapper_name.as_encoded_bytes(),
+            worker,
+            pid_file,
+            &self.initiative.id,
+        ) {
             return Candidate::Foreign;
         }
         let invocation = self.procfs.markers(pid).ok().and_then(|m| m.invocation);
@@ -519,14 +525,18 @@ pub fn dependency_closure(
 
 /// Whether a command line (`/proc/<pid>/cmdline`) runs worker `worker`'s
 /// wrapper: an argument whose file name is `wrapper_name`, followed by the
-/// worker id and then the PID file (the same path, or a relative path with
-/// the same file name). `bash /x/worker-wrapper.sh Stream-A /x/pids/Stream-A.pid …`
-/// and `/x/worker-wrapper.sh Stream-A pids/Stream-A.pid …` both qualify.
+/// worker id, the PID file (the same path, or a relative path with the same
+/// file name), the log dir, the work dir and the initiative id
+/// `initiative` (the wrapper contract's order). `bash /x/worker-wrapper.sh
+/// Stream-A /x/pids/Stream-A.pid /x/logs /p <initiative> …` and
+/// `/x/worker-wrapper.sh Stream-A pids/Stream-A.pid …` both qualify; a
+/// same-named stream of another initiative does not.
 pub fn is_wrapper_cmdline(
     argv: &[Vec<u8>],
     wrapper_name: &[u8],
     worker: &str,
     pid_file: &Path,
+    initiative: &str,
 ) -> bool {
     let file_name =
         |arg: &[u8]| -> Vec<u8> { arg.rsplit(|b| *b == b'/').next().unwrap_or(arg).to_vec() };
@@ -535,11 +545,12 @@ pub fn is_wrapper_cmdline(
         .file_name()
         .map(|n| n.as_encoded_bytes().to_vec())
         .unwrap_or_default();
-    argv.windows(3).any(|w| {
+    argv.windows(6).any(|w| {
         file_name(&w[0]) == wrapper_name
             && w[1] == worker.as_bytes()
             && (w[2] == pid_file_bytes
                 || (!w[2].starts_with(b"/") && file_name(&w[2]) == pid_file_name))
+            && w[5] == initiative.as_bytes()
     })
 }
 
@@ -574,6 +585,54 @@ pub fn has_more_than_header(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrapper_is_known_by_its_arguments_in_the_contracts_order() {
+        let argv = |args: &[&str]| -> Vec<Vec<u8>> {
+            args.iter().map(|a| a.as_bytes().to_vec()).collect()
+        };
+        let pid_file = Path::new("/p/.claude/orchestrator/pids/W.pid");
+        let name = b"worker-wrapper.sh";
+        let full = argv(&[
+            "bash",
+            "/p/o/worker-wrapper.sh",
+            "W",
+            "/p/.claude/orchestrator/pids/W.pid",
+            "/l",
+            "/w",
+            "I",
+            "prompt",
+        ]);
+        assert!(is_wrapper_cmdline(&full, name, "W", pid_file, "I"));
+        let relative = argv(&["/x/worker-wrapper.sh", "W", "pids/W.pid", "logs", "w", "I"]);
+        assert!(is_wrapper_cmdline(&relative, name, "W", pid_file, "I"));
+        for other in [
+            argv(&[
+                "/x/worker-wrapper.sh",
+                "W",
+                "pids/W.pid",
+                "logs",
+                "w",
+                "Another",
+            ]),
+            argv(&["/x/worker-wrapper.sh", "V", "pids/W.pid", "logs", "w", "I"]),
+            argv(&[
+                "/x/worker-wrapper.sh",
+                "W",
+                "/elsewhere/W.pid",
+                "logs",
+                "w",
+                "I",
+            ]),
+            argv(&["/x/other.sh", "W", "pids/W.pid", "logs", "w", "I"]),
+            argv(&["/x/worker-wrapper.sh", "W", "pids/W.pid"]),
+        ] {
+            assert!(
+                !is_wrapper_cmdline(&other, name, "W", pid_file, "I"),
+                "{other:?}"
+            );
+        }
+    }
 
     #[test]
     fn header_alone_is_not_a_run() {

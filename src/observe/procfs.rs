@@ -1,6 +1,5 @@
 //! Reading processes: `kill(pid, 0)` and `/proc/<pid>/stat` (see proc(5)).
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -205,48 +204,6 @@ impl Procfs {
             }),
         })
     }
-
-    /// The PIDs of the processes whose process group or session is `id`,
-    /// with their stat, among the PIDs of `/proc` not in `seen`; every PID
-    /// listed is added to `seen`, so that a second call reads only the
-    /// processes created since. For stopping survivors only, never in a
-    /// routine pass: with thousands of processes, reading every stat file is
-    /// the costly step of a restart (the kernel formats each one), so the
-    /// reading is shared among up to [`SCAN_THREADS`] threads.
-    ///
-    /// Errors: `/proc` cannot be listed.
-    pub fn members_of(&self, id: i32, seen: &mut HashSet<i32>) -> io::Result<Vec<(i32, Stat)>> {
-        let pids: Vec<i32> = fs::read_dir(&self.root)?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|pid| seen.insert(*pid))
-            .collect();
-        let scan = |chunk: &[i32]| -> Vec<(i32, Stat)> {
-            chunk
-                .iter()
-                .filter_map(|pid| match self.stat(*pid) {
-                    Ok(Some(stat)) if stat.pgrp == id || stat.session == id => Some((*pid, stat)),
-                    _ => None,
-                })
-                .collect()
-        };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(SCAN_THREADS);
-        if threads < 2 || pids.len() < SCAN_SPLIT_ABOVE {
-            return Ok(scan(&pids));
-        }
-        let chunk = pids.len().div_ceil(threads);
-        Ok(std::thread::scope(|scope| {
-            let handles: Vec<_> = pids
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || scan(part)))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        }))
-    }
 }
 
 /// The most of a `/proc/<pid>/cmdline` or `environ` that is read: a worker's
@@ -294,11 +251,6 @@ pub fn parse_markers(bytes: &[u8]) -> Markers {
     }
     markers
 }
-
-/// At most this many threads read `/proc` in [`Procfs::members_of`].
-pub const SCAN_THREADS: usize = 4;
-/// Below this many processes one thread reads `/proc` faster than several.
-const SCAN_SPLIT_ABOVE: usize = 512;
 
 fn bad_data(path: PathBuf, what: &str) -> io::Error {
     io::Error::new(

@@ -400,8 +400,8 @@ impl Fixture {
     }
 
     /// A live process whose command line is `worker`'s wrapper (a `bash`
-    /// running `sleep`, with the wrapper's path, the worker id and the PID
-    /// file as its arguments), with a PID file naming it and a log showing
+    /// running `sleep`, with the wrapper's path, the worker id, the PID
+    /// file, the log and work dirs and the initiative as its arguments), with a PID file naming it and a log showing
     /// the run. Returns the PID.
     pub fn live_worker(&mut self, worker: &str) -> i32 {
         let proc = Proc::spawn(
@@ -411,6 +411,9 @@ impl Fixture {
                 .arg(self.dir.join("worker-wrapper.sh"))
                 .arg(worker)
                 .arg(self.pidfile_path(worker))
+                .arg(self.dir.join("logs"))
+                .arg(self.work_dir(worker))
+                .arg(INITIATIVE)
                 .current_dir(self.tmp.path()),
         );
         let pid = proc.pid;
