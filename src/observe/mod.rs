@@ -245,7 +245,14 @@ impl Observer {
             }
             _ => Candidate::NotLooked,
         };
-        let found = if wrapper_lives || stream.tasks.is_complete() {
+        // Who else of the worker lives is looked for when no wrapper of it
+        // is known to live, or beside a wrapper to adopt when an earlier
+        // incarnation of it is on record (its survivors are stopped then).
+        // A plain check of running workers pidwatch never recorded reads no
+        // process table.
+        let adoptable_without_record =
+            matches!(candidate, Candidate::Wrapper { .. }) && incarnation.is_none();
+        let found = if wrapper_lives || stream.tasks.is_complete() || adoptable_without_record {
             members::Found::default()
         } else {
             let exclude = match (&candidate, &process) {
