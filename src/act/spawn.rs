@@ -464,7 +464,7 @@ pub fn stop_own_session(
     leader: i32,
     timeout: Duration,
 ) -> std::io::Result<StopReport> {
-    let members: Vec<Member> = crate::observe::members::scan(procfs)?
+    let members: Vec<Member> = crate::observe::members::scan(procfs, &mut Default::default())?
         .into_iter()
         .filter(|e| e.stat.session == leader || e.pid == leader)
         .map(|e| Member {

@@ -6,6 +6,7 @@
 //! worker has no live wrapper and no cgroup holds its incarnation: once per
 //! pass, shared by all workers that need it.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
@@ -23,14 +24,28 @@ pub struct ProcEntry {
     pub markers: Markers,
 }
 
-/// Reads every live (non-zombie) process but pidwatch itself and PID 1.
+/// The pidwatch variables of processes read before, by PID and start time.
+///
+/// `/proc/<pid>/environ` shows the environment a process was given at
+/// exec, which is where the markers are, and a PID with its start time names
+/// one process for good: what was read once needs no second read. Reading
+/// every process's environment is the costly part of a scan (the kernel
+/// reads each one's memory); with the cache, a later scan reads only the
+/// processes started since, and `/proc/<pid>/stat` of the others.
+#[derive(Debug, Default)]
+pub struct MarkerCache(HashMap<(i32, u64), Markers>);
+
+/// Reads every live (non-zombie) process but pidwatch itself and PID 1,
+/// taking the markers of processes seen before from `cache` and keeping
+/// only the processes seen now in it.
 ///
 /// Errors: `/proc` cannot be listed. A process that exits during the read,
 /// or whose environment cannot be read (another user's, for a non-root
 /// pidwatch), is skipped or read without markers.
-pub fn scan(procfs: &Procfs) -> io::Result<Vec<ProcEntry>> {
+pub fn scan(procfs: &Procfs, cache: &mut MarkerCache) -> io::Result<Vec<ProcEntry>> {
     let me = std::process::id() as i32;
     let mut entries = Vec::new();
+    let mut seen = HashMap::with_capacity(cache.0.len());
     for entry in std::fs::read_dir(procfs.root())? {
         let Some(pid) = entry
             .ok()
@@ -47,9 +62,15 @@ pub fn scan(procfs: &Procfs) -> io::Result<Vec<ProcEntry>> {
         if matches!(stat.state, 'Z' | 'X') {
             continue;
         }
-        let markers = procfs.markers(pid).unwrap_or_default();
+        let key = (pid, stat.start_ticks);
+        let markers = match cache.0.remove(&key) {
+            Some(markers) => markers,
+            None => procfs.markers(pid).unwrap_or_default(),
+        };
+        seen.insert(key, markers.clone());
         entries.push(ProcEntry { pid, stat, markers });
     }
+    cache.0 = seen;
     Ok(entries)
 }
 

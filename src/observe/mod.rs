@@ -24,7 +24,7 @@ use crate::core::{
 };
 use crate::error::{Error, Result};
 use crate::observe::exitfile::ExitReading;
-use crate::observe::members::{Exclude, ProcEntry};
+use crate::observe::members::{Exclude, MarkerCache, ProcEntry};
 use crate::observe::procfs::Procfs;
 use crate::observe::taskdb::{Initiative, Stream, TaskDb};
 use crate::store::statedb::StateDb;
@@ -47,6 +47,8 @@ pub struct Observer {
     taskdb: RefCell<TaskDb>,
     /// A pass reopened the task DB; the next pass over every worker says so.
     taskdb_reopened: Cell<bool>,
+    /// The markers of processes read by earlier scans.
+    markers: RefCell<MarkerCache>,
 }
 
 /// The process table, read at most once per pass, when a worker without a
@@ -60,9 +62,10 @@ impl ProcessTable {
     /// Errors: `/proc` cannot be listed (out of descriptors, say): then
     /// nothing can be said of which processes live, and the pass fails
     /// rather than take an unread table for an empty one.
-    fn get(&mut self, procfs: &Procfs) -> Result<&[ProcEntry]> {
+    fn get(&mut self, procfs: &Procfs, cache: &RefCell<MarkerCache>) -> Result<&[ProcEntry]> {
         if self.0.is_none() {
-            let scan = members::scan(procfs).map_err(|e| Error::io("listing", procfs.root(), e))?;
+            let scan = members::scan(procfs, &mut cache.borrow_mut())
+                .map_err(|e| Error::io("listing", procfs.root(), e))?;
             self.0 = Some(scan);
         }
         Ok(self.0.as_deref().unwrap_or_default())
@@ -117,6 +120,7 @@ impl Observer {
             boot_id,
             taskdb: RefCell::new(taskdb),
             taskdb_reopened: Cell::new(false),
+            markers: RefCell::new(MarkerCache::default()),
         })
     }
 
@@ -392,7 +396,7 @@ impl Observer {
             }) => (Some(wrapper), invocation, session),
             _ => return Vec::new(),
         };
-        let Ok(processes) = table.get(&self.procfs) else {
+        let Ok(processes) = table.get(&self.procfs, &self.markers) else {
             return Vec::new();
         };
         let mut found: Vec<Member> = processes
@@ -448,7 +452,7 @@ impl Observer {
             None => self.procfs.now_ticks(),
         };
         Ok(members::members_of(
-            table.get(&self.procfs)?,
+            table.get(&self.procfs, &self.markers)?,
             &self.worker_log(worker),
             worker,
             incarnation,
