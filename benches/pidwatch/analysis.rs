@@ -166,11 +166,15 @@ fn check_analysis(cost: &CheckCost) -> String {
             let _ = write!(
                 s,
                 "Of the {} per worker, reading the two files takes {} at best (the kernel \
-                 formats all 52 fields of the stat file for each read); the rest is the worker's \
-                 task row (SQLite, the JSON of its metadata), its verdict and its entry in the \
-                 JSON output. What would close it: the workers are independent, so observing \
-                 them on one thread per core (here {}) would divide most of the per-worker wall \
-                 time by up to that number.",
+                 formats all 52 fields of the stat file for each read); most of the rest is the \
+                 proof of identity: with no incarnation on record (a check that never acted), \
+                 each live worker's `/proc/<pid>/cmdline` and `/proc/<pid>/environ` are read, \
+                 which the kernel copies out of the process's memory; then the worker's task \
+                 row (SQLite, the JSON of its metadata), its verdict and its entry in the JSON \
+                 output. Where a monitor has recorded the incarnations, the wrapper is known by \
+                 PID and start time and nothing more is read. What would close it: the workers \
+                 are independent, so observing them on one thread per core (here {}) would \
+                 divide most of the per-worker wall time by up to that number.",
                 micros(lean),
                 micros(files),
                 std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -210,10 +214,11 @@ fn latency_analysis(
          worker` (the pidfd wakes pidwatch, which observes the worker, its dead incarnation's \
          leftovers read from the cgroup's `cgroup.procs` with no process-table scan, and \
          decides), {survivors} more to `Stopped survivors` (the attempt counted in the state \
-         DB, SIGTERM to each member of the cgroup, the wait for `cgroup.events` to say it is \
-         empty, then its removal), and {spawn} from there to the new PID file (the worker \
-         observed again, the work dir, the incarnation recorded, its cgroup made, fork and \
-         exec of the wrapper, the wrapper's own start).",
+         DB, SIGTERM to each member of the cgroup pinned by a pidfd, the wait on the pidfds, \
+         the cgroup's removal), and {spawn} from there to the new PID file (the worker \
+         observed again, the work dir, the incarnation recorded, its cgroup made, the wrapper \
+         created inside it with clone3 `CLONE_INTO_CGROUP` and exec'd, the wrapper's own \
+         start).",
         thousands(big.workers),
         TARGET_CONTAINMENT.as_str(),
         stats::show(pc.p99),
@@ -339,19 +344,15 @@ fn latency_analysis(
         }
         let _ = writeln!(
             s,
-            ". The child writes `0` to its new cgroup's `cgroup.procs` before exec \
-             (`act::child::prepare_child`); moving a process between cgroups takes the kernel's \
-             `cgroup_threadgroup_rwsem` for writing, which waits for an RCU grace period. \
-             Measured here: a spawn that joins a new cgroup {} (median; {} at worst), the same \
-             spawn without {}.",
+            ". pidwatch creates the wrapper inside its cgroup (clone3 `CLONE_INTO_CGROUP`, \
+             `act::child::spawn_into_cgroup`), which moves no process. Moving one instead (the \
+             fallback before Linux 5.7: the child writes `0` to the cgroup's `cgroup.procs` \
+             before exec) takes the kernel's `cgroup_threadgroup_rwsem` for writing, which \
+             waits for an RCU grace period: measured here, a spawn that joins a new cgroup {} \
+             (median; {} at worst), the same spawn without {}.",
             stats::show(k.spawn_joining.median),
             stats::show(k.spawn_joining.max),
             stats::show(k.spawn_plain.median)
-        );
-        fixes.push(
-            "creating the wrapper inside its cgroup with `clone3(CLONE_INTO_CGROUP)` (Linux \
-             5.7), which moves no process and so takes no such lock (or, machine-wide, \
-             mounting cgroup2 with `favordynmods`, which trades fork and exit speed for it)",
         );
     }
     // A step of the run with containment that grows with the worker count.

@@ -227,10 +227,22 @@ impl Observer {
             ),
             _ => None,
         };
-        let wrapper = incarnation
-            .as_ref()
-            .and_then(|inc| inc.wrapper)
-            .map(|w| self.process_if_same(w.pid, w.start_ticks));
+        // The PID file names the recorded wrapper, as it does while all is
+        // well: its reading serves for both (one `/proc` read a worker a
+        // sweep, not two).
+        let wrapper =
+            incarnation
+                .as_ref()
+                .and_then(|inc| inc.wrapper)
+                .map(|w| match (&reading, &process) {
+                    (PidFileReading::Valid { pid, .. }, Some(p)) if *pid == w.pid => match p {
+                        ProcessReading::Alive(info) if info.start_ticks == w.start_ticks => {
+                            p.clone()
+                        }
+                        _ => ProcessReading::Gone,
+                    },
+                    _ => self.process_if_same(w.pid, w.start_ticks),
+                });
         let wrapper_lives = matches!(&wrapper, Some(ProcessReading::Alive(i)) if !i.has_exited())
             && incarnation.as_ref().is_some_and(|i| i.ending.is_none());
         let candidate = match (&reading, &process) {
