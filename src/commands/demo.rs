@@ -24,6 +24,7 @@ use crate::core::{PidFileReading, ProcessReading};
 use crate::error::{EXIT_OK, Error, Result};
 use crate::observe::pidfile;
 use crate::observe::procfs::Procfs;
+use crate::store::statedb::StateDb;
 
 /// The Task Copilot task DB schema (reference, section 3), with some of the
 /// tables pidwatch does not read.
@@ -404,6 +405,15 @@ impl Demo {
                 }
                 Ok(_) => {}
                 Err(_) => break,
+            }
+        }
+        // The cgroups the monitor made for the incarnations it started go
+        // too, once empty: the demo leaves nothing behind.
+        if let Ok(Some(db)) = StateDb::open_existing(&self.dir.join("pidwatch.db")) {
+            for path in db.incarnation_cgroups().unwrap_or_default() {
+                let cgroup = crate::observe::cgroup::Cgroup::at(PathBuf::from(&path));
+                let _ = cgroup.wait_empty(Instant::now() + Duration::from_secs(2));
+                let _ = cgroup.remove();
             }
         }
         if clean {

@@ -824,6 +824,25 @@ impl StateDb {
             .map_err(|e| self.fail(e))
     }
 
+    /// The cgroups of every incarnation on record, for the one that created
+    /// them to remove them (the demo, which stops everything it started).
+    ///
+    /// Errors: the DB cannot be read.
+    pub fn incarnation_cgroups(&self) -> Result<Vec<String>> {
+        if self.version < 2 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT cgroup FROM incarnations WHERE cgroup IS NOT NULL")
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.fail(e))
+    }
+
     /// Records how incarnation `id` ended and journals `ended`.
     pub fn end_incarnation(
         &self,
