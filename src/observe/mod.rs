@@ -381,8 +381,9 @@ impl Observer {
 
     /// Every live process of the worker, for `status`: the members of its
     /// running incarnation (its cgroup's, or its wrapper, the carriers of
-    /// its id and the members of the session the wrapper leads), or, when
-    /// it is not running, the leftovers observe found.
+    /// its id and the members of the session the wrapper leads), the
+    /// workers of an incarnation pidwatch does not know, or, when it is not
+    /// running, the leftovers observe found.
     pub fn live_processes(&self, worker: &WorkerSnapshot, table: &mut ProcessTable) -> Vec<Member> {
         if !worker.members.is_empty() {
             return worker.members.clone();
@@ -406,6 +407,9 @@ impl Observer {
                 session,
                 ..
             }) => (Some(wrapper), invocation, session),
+            // Running under a wrapper pidwatch does not know: what observe
+            // found of it.
+            Ok(crate::core::Alive::Unrecorded { .. }) => return worker.elsewhere.clone(),
             _ => return Vec::new(),
         };
         let Ok(processes) = table.get(&self.procfs, &self.markers) else {
