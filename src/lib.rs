@@ -38,6 +38,7 @@ pub mod observe;
 pub mod output;
 pub mod pass;
 pub mod render;
+pub mod source;
 pub mod store;
 
 use clap::{CommandFactory, Parser};
