@@ -82,8 +82,13 @@ pub struct SpawnSettings {
 /// All settings of one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// The paths.
+    /// The paths. For a config file: `dir` is the state dir, which holds
+    /// `pids/`, `logs/` (`monitor.log` too), the state DB, the lock and the
+    /// control socket; the task and memory DB paths are unused.
     pub paths: Paths,
+    /// The config file, when workers come from one (`--config`, or one
+    /// found in the usual places); `None`: the orchestrator.
+    pub programs: Option<std::sync::Arc<crate::source::config::ConfigFile>>,
     /// `--initiative`, if given.
     pub initiative: Option<String>,
     /// The restart policy.
@@ -292,6 +297,7 @@ pub fn resolve(global: &GlobalArgs, restart: &RestartArgs, env: &Environment) ->
     let color = color_enabled(global, env);
     Ok(Settings {
         paths,
+        programs: None,
         initiative: global.initiative.clone().filter(|i| !i.is_empty()),
         policy,
         spawn,

@@ -16,7 +16,7 @@ use crate::core::{
     liveness,
 };
 use crate::error::Result;
-use crate::observe::taskdb::Stream;
+use crate::source::WorkerDef;
 use crate::observe::{Observation, Observer};
 use crate::store::monitor_log::MonitorLog;
 use crate::store::statedb::StateDb;
@@ -44,8 +44,8 @@ pub struct PassResult {
     /// Its decision: the verdicts reported (a worker restarted in this pass
     /// is reported dead, as it was found).
     pub decision: Decision,
-    /// The streams read from the task DB.
-    pub streams: BTreeMap<String, Stream>,
+    /// The workers as their source described them.
+    pub workers: BTreeMap<String, WorkerDef>,
     /// Problems met while reading, then those of the decision.
     pub warnings: Vec<String>,
     /// Wrappers spawned, for the caller to reap.
@@ -69,7 +69,7 @@ pub fn observe_and_decide(
 ) -> Result<PassResult> {
     let Observation {
         snapshot,
-        streams,
+        workers,
         mut warnings,
     } = ctx.observer.observe(ctx.state, scope)?;
     let decision = decide(&ctx.settings.policy, &snapshot);
@@ -87,7 +87,7 @@ pub fn observe_and_decide(
     Ok(PassResult {
         snapshot,
         decision,
-        streams,
+        workers,
         warnings,
         spawned: Vec::new(),
         restarted: Vec::new(),
@@ -113,7 +113,7 @@ pub fn act(
     let mut actor = Actor::new(ctx.settings, ctx.observer, ctx.state, ctx.placement);
     actor.progress = progress;
     actor.record_verdicts(result.snapshot.now, &result.decision);
-    actor.act(log, &result.decision.actions, &result.streams);
+    actor.act(log, &result.decision.actions);
     let mut in_flight: BTreeMap<String, InFlight> = BTreeMap::new();
     let mut outcome = Ok(());
     for _ in 0..MAX_FOLLOW_UPS {
@@ -121,11 +121,7 @@ pub fn act(
         if next.is_empty() {
             break;
         }
-        let Observation {
-            mut snapshot,
-            streams,
-            ..
-        } = match ctx.observer.observe(ctx.state, Some(&next)) {
+        let Observation { mut snapshot, .. } = match ctx.observer.observe(ctx.state, Some(&next)) {
             Ok(o) => o,
             Err(e) => {
                 outcome = Err(e);
@@ -140,7 +136,7 @@ pub fn act(
             .into_iter()
             .filter(|a| next.contains(a.worker()))
             .collect();
-        actor.act(log, &actions, &streams);
+        actor.act(log, &actions);
     }
     follow_ups(&mut actor.facts, &mut in_flight, &mut result.restarted);
     result.spawned = actor.spawned;

@@ -322,6 +322,11 @@ pub struct Exec {
     /// The soft and hard `RLIMIT_NOFILE` to give it back, when pidwatch
     /// raised its own.
     pub fd_limit: Option<(u64, u64)>,
+    /// The working directory (default `/`).
+    pub cwd: Option<std::ffi::CString>,
+    /// An open file for stdout and stderr (default `/dev/null`); it must
+    /// stay open until the call returns.
+    pub output: Option<RawFd>,
 }
 
 /// Starts `exec` directly inside the cgroup whose directory `cgroup_dir` is
@@ -331,7 +336,8 @@ pub struct Exec {
 /// milliseconds on every restart, where a clone into the cgroup costs what a
 /// fork does. The child leads a new session, has stdin, stdout and stderr on
 /// `/dev/null` and nothing else (see [`prepare_child`]), works in `/`, and
-/// is pidwatch's child (it gets `SIGCHLD`). Returns its PID.
+/// is pidwatch's child (it gets `SIGCHLD`); `exec` may give it a working
+/// dir and a file for stdout and stderr instead. Returns its PID.
 ///
 /// Errors: `Unsupported` when the kernel has no clone3 or no
 /// `CLONE_INTO_CGROUP` (before Linux 5.7: the caller migrates instead); the
@@ -378,12 +384,14 @@ pub fn spawn_into_cgroup(exec: &Exec, cgroup_dir: RawFd) -> io::Result<i32> {
                 libc::write(report, bytes.as_ptr().cast(), bytes.len());
                 libc::_exit(127)
             };
-            for fd in 0..3 {
-                if libc::dup2(null, fd) < 0 {
+            let output = exec.output.unwrap_or(null);
+            for (fd, from) in [(0, null), (1, output), (2, output)] {
+                if libc::dup2(from, fd) < 0 {
                     fail(report);
                 }
             }
-            if libc::chdir(c"/".as_ptr()) < 0 || libc::setsid() < 0 {
+            let cwd = exec.cwd.as_ref().map_or(c"/".as_ptr(), |c| c.as_ptr());
+            if libc::chdir(cwd) < 0 || libc::setsid() < 0 {
                 fail(report);
             }
             if let Some((soft, hard)) = exec.fd_limit {
@@ -437,6 +445,8 @@ mod clone_tests {
             argv: args.iter().map(|a| CString::new(*a).unwrap()).collect(),
             envp: vec![CString::new("PATH=/usr/bin:/bin").unwrap()],
             fd_limit: None,
+            cwd: None,
+            output: None,
         }
     }
 

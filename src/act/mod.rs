@@ -6,27 +6,29 @@
 pub mod child;
 pub mod spawn;
 
-use std::collections::BTreeMap;
-
 use chrono::Utc;
 
 use crate::config::{Containment, Settings};
 use crate::core::{Action, Ending, Incarnation, Member, Origin, ProcessId, RestartAttempt};
 use crate::observe::Observer;
 use crate::observe::cgroup::{Cgroup, Delegation};
-use crate::observe::pidfile;
 use crate::observe::taskdb::Stream;
+use crate::source::Started;
 use crate::store::monitor_log::{Level, MonitorLog};
 use crate::store::statedb::{EventKind, NewEvent, StateDb, describe_ending};
-use spawn::{SpawnOutcome, WrapperCall};
 
-/// A wrapper the monitor started, to be reaped when it exits.
+/// A process the monitor started, to be reaped when it exits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spawned {
     /// The worker id.
     pub worker: String,
-    /// The wrapper's PID (our child).
+    /// The process's PID (our child): the wrapper, the program, or a
+    /// program's start command.
     pub pid: i32,
+    /// The incarnation it was started for.
+    pub incarnation: String,
+    /// Its exit was seen and handed to its source (it awaits reaping).
+    pub noted: bool,
 }
 
 /// What happened when an action was carried out, for the pass to feed back
@@ -135,7 +137,7 @@ impl<'a> Actor<'a> {
     }
 
     fn initiative(&self) -> &str {
-        &self.observer.initiative.id
+        &self.observer.scope().id
     }
 
     /// Records verdicts that changed since the last recorded pass, and
@@ -168,14 +170,8 @@ impl<'a> Actor<'a> {
         }
     }
 
-    /// Carries out `actions`, in order. `streams` gives the names,
-    /// dependencies and open tasks for the restart prompts.
-    pub fn act(
-        &mut self,
-        log: &mut MonitorLog,
-        actions: &[Action],
-        streams: &BTreeMap<String, Stream>,
-    ) {
+    /// Carries out `actions`, in order.
+    pub fn act(&mut self, log: &mut MonitorLog, actions: &[Action]) {
         let dry_run = self.settings.spawn.dry_run;
         for action in actions {
             if let Some(progress) = self.progress {
@@ -206,11 +202,8 @@ impl<'a> Actor<'a> {
                     cgroups,
                     restart,
                 } => self.stop_old(log, worker, members, cgroups, *restart),
-                Action::Spawn { worker, restart } => {
-                    if let Some(stream) = streams.get(worker) {
-                        self.spawn(log, stream, *restart);
-                    }
-                }
+                Action::Start { worker } => self.start(log, worker),
+                Action::Spawn { worker, restart } => self.spawn(log, worker, *restart),
                 Action::RestartFailed {
                     worker,
                     attempt,
@@ -430,19 +423,60 @@ impl<'a> Actor<'a> {
         });
     }
 
+    /// Starts a program's first incarnation in this boot (no attempt is
+    /// counted), and records it running.
+    fn start(&mut self, log: &mut MonitorLog, worker: &str) {
+        match self.spawn_incarnation(log, worker, None) {
+            Ok(pid) => {
+                log.log(
+                    Level::Success,
+                    &format!("Worker {worker} started (PID: {pid})"),
+                );
+                self.journal(
+                    EventKind::Started,
+                    NewEvent {
+                        worker: Some(worker),
+                        pid: Some(pid),
+                        ..NewEvent::default()
+                    },
+                );
+                self.facts.push(Fact::Restarted {
+                    worker: worker.to_string(),
+                    pid,
+                });
+            }
+            Err(why) => {
+                log.log(
+                    Level::Error,
+                    &format!("Failed to start worker {worker}: {why}"),
+                );
+                self.journal(
+                    EventKind::RestartFailed,
+                    NewEvent {
+                        worker: Some(worker),
+                        detail: Some(why),
+                        ..NewEvent::default()
+                    },
+                );
+                self.facts.push(Fact::Failed {
+                    worker: worker.to_string(),
+                });
+            }
+        }
+    }
+
     /// Starts a new incarnation: counts the attempt, records the
     /// incarnation before the spawn (so a monitor that dies meanwhile finds
-    /// it), spawns the wrapper in its cgroup or session, and waits for the
-    /// PID file to name it.
-    fn spawn(&mut self, log: &mut MonitorLog, stream: &Stream, restart: RestartAttempt) {
-        let worker = stream.id.as_str();
+    /// it), has the source start it in its cgroup or session, and waits
+    /// for it to come up.
+    fn spawn(&mut self, log: &mut MonitorLog, worker: &str, restart: RestartAttempt) {
         if !self.count(log, worker, restart) {
             self.facts.push(Fact::Failed {
                 worker: worker.to_string(),
             });
             return;
         }
-        match self.spawn_incarnation(log, stream, restart.attempt) {
+        match self.spawn_incarnation(log, worker, Some(restart.attempt)) {
             Ok(pid) => {
                 log.log(
                     Level::Success,
@@ -470,16 +504,19 @@ impl<'a> Actor<'a> {
         }
     }
 
-    fn spawn_incarnation(
+    /// Starts incarnation of `worker` (for restart attempt `attempt`, if
+    /// one) and returns the PID of the process that leads it.
+    ///
+    /// Errors: why it could not be started or did not come up (the
+    /// incarnation is then stopped whole).
+    pub fn spawn_incarnation(
         &mut self,
         log: &mut MonitorLog,
-        stream: &Stream,
-        attempt: u32,
+        worker: &str,
+        attempt: Option<u32>,
     ) -> Result<i32, String> {
-        let worker = stream.id.as_str();
-        let paths = &self.observer.paths;
         let procfs = &self.observer.procfs;
-        let work_dir = spawn::ensure_work_dir(&paths.project_root, worker)?;
+        let source = &self.observer.source;
         let id = new_incarnation_id();
         let cgroup = match self.placement {
             Placement::Cgroup(delegation) => match delegation.create(&cgroup_name(worker, &id)) {
@@ -506,7 +543,7 @@ impl<'a> Actor<'a> {
             session: None,
             cgroup: cgroup.as_ref().map(|c| c.path().display().to_string()),
             started_at: Utc::now(),
-            attempt: Some(attempt),
+            attempt,
             ending: None,
         };
         if let Some(state) = self.state {
@@ -515,58 +552,68 @@ impl<'a> Actor<'a> {
                 .record_incarnation(self.initiative(), worker, &inc)
                 .map_err(|e| e.to_string())?;
         }
-
-        let pid_file = pidfile::path_for(&paths.pid_dir, worker);
-        let prompt = prompt_for(stream, &self.observer.initiative);
-        let call = WrapperCall {
-            wrapper: &paths.wrapper,
+        let child = source.spawn(&crate::source::SpawnRequest {
             worker,
-            pid_file: &pid_file,
-            log_dir: &paths.log_dir,
-            work_dir: &work_dir,
-            initiative: &self.observer.initiative.id,
-            prompt: &prompt,
-            worker_command: self.settings.spawn.worker_command.as_deref(),
+            incarnation: &id,
+            cgroup: cgroup.as_ref(),
+        });
+        let child = match child {
+            Ok(pid) => pid,
+            Err(why) => {
+                if let Some(cg) = &cgroup {
+                    let _ = cg.remove();
+                }
+                return Err(why);
+            }
         };
-        std::fs::create_dir_all(&paths.pid_dir)
-            .map_err(|e| format!("creating {}: {e}", paths.pid_dir.display()))?;
-        let child = match &cgroup {
-            Some(cg) => call.spawn_in_cgroup(&id, cg),
-            None => call.spawn_incarnation(Some(&id), None),
-        }
-        .map_err(|e| format!("cannot run wrapper {}: {e}", paths.wrapper.display()))?;
         self.spawned.push(Spawned {
             worker: worker.to_string(),
             pid: child,
+            incarnation: id.clone(),
+            noted: false,
         });
         // Our own unreaped child: its PID and start time are its until we
         // reap it, and it leads the session it made.
-        if let Ok(Some(stat)) = procfs.stat(child)
-            && let Some(state) = self.state
-        {
-            let wrapper = ProcessId {
-                pid: child,
-                start_ticks: stat.start_ticks,
-            };
-            if let Err(e) = state.set_wrapper(&id, wrapper, Some(child)) {
-                log.log(Level::Error, &e.to_string());
+        let mut set_leader = |pid: i32, session: Option<i32>| {
+            if let Ok(Some(stat)) = procfs.stat(pid)
+                && let Some(state) = self.state
+            {
+                let leader = ProcessId {
+                    pid,
+                    start_ticks: stat.start_ticks,
+                };
+                if let Err(e) = state.set_wrapper(&id, leader, session) {
+                    log.log(Level::Error, &e.to_string());
+                }
             }
-        }
-
-        // Success is the PID file naming this very wrapper.
-        match spawn::wait_for_pidfile(procfs, &pid_file, child, self.settings.spawn.spawn_timeout) {
-            SpawnOutcome::Running(pid) => Ok(pid),
-            SpawnOutcome::TimedOut => {
-                // A wrapper too slow to count must not live on: a later
+        };
+        set_leader(child, Some(child));
+        let timeout = self.settings.spawn.spawn_timeout;
+        match source.confirm(procfs, worker, child, timeout) {
+            Started::Running(pid) => {
+                if pid != child {
+                    // A start command that left a daemon behind: the daemon
+                    // is the incarnation now.
+                    let session = procfs
+                        .stat(pid)
+                        .ok()
+                        .flatten()
+                        .and_then(|s| (s.session == pid).then_some(pid));
+                    set_leader(pid, session);
+                }
+                Ok(pid)
+            }
+            Started::TimedOut { missing, spawned } => {
+                // A process too slow to count must not live on: a later
                 // attempt would make it a second instance. It is our own
                 // unreaped child, so its session and cgroup are ours to stop.
                 self.stop_spawned(child, cgroup.as_ref());
                 Err(format!(
-                    "no PID file naming a live process within {:.1} s; wrapper PID {child} stopped",
-                    self.settings.spawn.spawn_timeout.as_secs_f64()
+                    "{missing} within {:.1} s; {spawned} PID {child} stopped",
+                    timeout.as_secs_f64()
                 ))
             }
-            SpawnOutcome::WrapperExited(status) => {
+            Started::Exited(status) => {
                 self.spawned.retain(|s| s.pid != child);
                 if let Some(cg) = &cgroup {
                     let _ = spawn::stop_members(
@@ -586,13 +633,11 @@ impl<'a> Actor<'a> {
                     },
                 );
                 let hint = if status == "exit 127" {
-                    "; its worker command was not found (see the worker log)"
+                    "; its command was not found (see the worker log)"
                 } else {
                     ""
                 };
-                Err(format!(
-                    "wrapper exited ({status}) before its PID file named it{hint}"
-                ))
+                Err(format!("it exited ({status}) before it came up{hint}"))
             }
         }
     }

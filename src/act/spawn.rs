@@ -150,6 +150,8 @@ impl WrapperCall<'_> {
             argv,
             envp,
             fd_limit: ORIGINAL_FD_LIMIT.get().copied(),
+            cwd: None,
+            output: None,
         };
         match crate::act::child::spawn_into_cgroup(&exec, dir.as_raw_fd()) {
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
@@ -593,5 +595,30 @@ pub fn ensure_work_dir(project_root: &Path, worker: &str) -> Result<PathBuf, Str
             String::from_utf8_lossy(&out.stderr).trim()
         )),
         Err(e) => Err(format!("running git: {e}")),
+    }
+}
+
+/// The `RLIMIT_NOFILE` pidwatch was given before it raised its own (see
+/// [`raise_fd_limit`]), which the processes it starts get back.
+pub fn original_fd_limit() -> Option<(u64, u64)> {
+    ORIGINAL_FD_LIMIT.get().copied()
+}
+
+/// Reaps `pid` if it exited, returning its wait status (waitpid(2)'s
+/// `wstatus`: `WIFEXITED`, `WEXITSTATUS`, … read it); `None` while it runs.
+pub fn try_reap_status(pid: i32) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: waitpid(2) writes one int through a valid pointer.
+    let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    (reaped == pid).then_some(status)
+}
+
+/// The wait status (as waitpid(2) gives it) of a parsed one: `code << 8`
+/// for an exit, the signal's number for a death by signal.
+pub fn raw_status(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some((code & 0xff) << 8),
+        WaitStatus::Signaled(_, signal, _) => Some(signal as i32),
+        _ => None,
     }
 }

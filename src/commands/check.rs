@@ -108,7 +108,7 @@ pub fn run(settings: &Settings) -> Result<i32> {
     let mut log = open_log(settings);
     log.file_only(
         Level::Info,
-        &format!("Monitoring initiative: {}", observer.initiative.name),
+        &format!("Monitoring initiative: {}", observer.scope().name),
     );
 
     let acting = settings.policy.auto_restart && !settings.spawn.dry_run;
@@ -160,7 +160,7 @@ pub fn run(settings: &Settings) -> Result<i32> {
     acted?;
 
     let report = Report::new(
-        &observer.initiative,
+        observer.scope(),
         &pass.snapshot,
         &pass.decision,
         pass.warnings.clone(),

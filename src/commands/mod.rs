@@ -71,7 +71,7 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Resu
     let mut extras: BTreeMap<String, StatusExtra> = BTreeMap::new();
     for (w, d) in observation.snapshot.workers.iter().zip(&decision.workers) {
         let last_event = match &state {
-            Some(db) => db.last_event(&observer.initiative.id, &w.id)?,
+            Some(db) => db.last_event(&observer.scope().id, &w.id)?,
             None => None,
         };
         let members = processes.get(&w.id).map(Vec::as_slice).unwrap_or_default();
@@ -117,7 +117,7 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Resu
         }
     }
     let report = Report::new(
-        &observer.initiative,
+        observer.scope(),
         &observation.snapshot,
         &decision,
         warnings,

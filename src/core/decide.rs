@@ -7,7 +7,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::incarnation::{Candidate, Ending, Member, ProcessId, Proof};
 use super::snapshot::{
-    InvalidPidFile, PidFileReading, ProcessReading, Reason, Snapshot, Verdict, WorkerSnapshot,
+    InvalidPidFile, PidFileReading, ProcessReading, Reason, RestartMode, Snapshot, Verdict,
+    WorkerSnapshot,
 };
 
 /// How long a PID file that is empty or not (yet) a number counts as being
@@ -134,6 +135,12 @@ pub enum Action {
         /// `counted` is false; `None` for survivors beside an adopted incarnation.
         restart: Option<RestartAttempt>,
     },
+    /// Start a program from a config file that has not run in this boot
+    /// (its dependencies are up): its first incarnation, no restart attempt.
+    Start {
+        /// The worker id.
+        worker: String,
+    },
     /// Start a new incarnation of a dead worker.
     Spawn {
         /// The worker id.
@@ -171,6 +178,7 @@ impl Action {
             Action::Adopt { worker, .. }
             | Action::EndIncarnation { worker, .. }
             | Action::StopOld { worker, .. }
+            | Action::Start { worker }
             | Action::Spawn { worker, .. }
             | Action::RestartFailed { worker, .. }
             | Action::GiveUp { worker, .. }
@@ -404,8 +412,20 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot) -> Decision {
             && worker.dependencies.iter().all(|dep| {
                 known
                     .get(dep.as_str())
-                    .is_some_and(|d| d.tasks.is_complete())
+                    .is_some_and(|d| dependency_met(d))
             });
+        // A program has its own caps and backoff; whether to act is the command's.
+        let own_policy;
+        let policy = match &worker.program {
+            Some(program) => {
+                own_policy = Policy {
+                    auto_restart: policy.auto_restart,
+                    ..program.policy.clone()
+                };
+                &own_policy
+            }
+            None => policy,
+        };
         let record = &worker.record;
         // A restart under way was allowed when it began; its own attempt,
         // counted since, does not stop it.
@@ -415,6 +435,9 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot) -> Decision {
 
         let (verdict, reason) = match &alive {
             Ok(_) => (Verdict::Running, None),
+            Err(reason) if worker.program.is_some() => {
+                program_verdict(worker, reason, started, deps_complete, at_cap)
+            }
             Err(reason) => {
                 // A deliberate stop stays one even when the worker left a
                 // process behind (stopped below, and nothing is started).
@@ -458,14 +481,85 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot) -> Decision {
     decision
 }
 
+/// Whether a worker that another depends on lets it start: a stream when
+/// its tasks are complete; a program when it runs and, if it has a
+/// readiness probe, the probe passed.
+fn dependency_met(dep: &WorkerSnapshot) -> bool {
+    match &dep.program {
+        None => dep.tasks.is_complete(),
+        Some(program) => liveness(dep).0.is_ok() && program.ready != Some(false),
+    }
+}
+
+/// The verdict of a program that is not running (ARCHITECTURE.md,
+/// "Programs"): stopped deliberately; exited and not to be started again by
+/// its restart mode; never started in this boot; waiting for what it
+/// depends on; given up; or dead.
+fn program_verdict(
+    worker: &WorkerSnapshot,
+    reason: &Reason,
+    started: bool,
+    deps_met: bool,
+    at_cap: bool,
+) -> (Verdict, Option<Reason>) {
+    let restart = worker
+        .program
+        .as_ref()
+        .map_or(RestartMode::OnFailure, |p| p.restart);
+    let unhealthy = worker.program.as_ref().is_some_and(|p| p.unhealthy);
+    if let Some(signal) = deliberate_stop(worker) {
+        return (Verdict::Stopped, Some(Reason::Stopped(signal)));
+    }
+    let ending = last_ending(worker);
+    let status = ending.and_then(|e| match (e.exit_status, &e.signal) {
+        (Some(code), _) => Some(format!("exit {code}")),
+        (None, Some(signal)) => Some(format!("SIG{signal}")),
+        (None, None) => None,
+    });
+    let clean = ending.is_some_and(|e| e.exit_status == Some(0));
+    let reason = if unhealthy {
+        Reason::Unhealthy
+    } else {
+        reason.clone()
+    };
+    if !unhealthy {
+        match restart {
+            RestartMode::OnFailure | RestartMode::Never if clean => {
+                return (Verdict::Completed, Some(Reason::Exited("exit 0".into())));
+            }
+            // Not started again, whatever the exit: dead, and left so.
+            RestartMode::Never if started => {
+                let status = status.unwrap_or_else(|| "exit status unknown".into());
+                return (Verdict::Dead, Some(Reason::Exited(status)));
+            }
+            _ => {}
+        }
+    }
+    if !deps_met {
+        (Verdict::Waiting, Some(reason))
+    } else if !started {
+        (Verdict::NotStarted, Some(reason))
+    } else if at_cap {
+        (Verdict::GivenUp, Some(reason))
+    } else {
+        (Verdict::Dead, Some(reason))
+    }
+}
+
+/// How the worker's last run ended: its incarnation's recorded ending, or
+/// its exit file.
+fn last_ending(worker: &WorkerSnapshot) -> Option<&Ending> {
+    match &worker.incarnation {
+        Some(inc) => inc.ending.as_ref().or(worker.exit.as_ref()),
+        None => worker.exit.as_ref(),
+    }
+}
+
 /// The signal of a deliberate stop that ended the worker's last run, if it
 /// was one: recorded with its incarnation, or read from the exit file of
 /// the current incarnation (or of this boot when none is recorded).
 fn deliberate_stop(worker: &WorkerSnapshot) -> Option<String> {
-    let ending = match &worker.incarnation {
-        Some(inc) => inc.ending.as_ref().or(worker.exit.as_ref()),
-        None => worker.exit.as_ref(),
-    }?;
+    let ending = last_ending(worker)?;
     ending
         .stopped
         .then(|| ending.signal.clone().unwrap_or_else(|| "TERM".into()))
@@ -597,6 +691,13 @@ fn plan(
         });
     }
     match verdict {
+        Verdict::NotStarted if worker.program.is_some() => {
+            decision
+                .actions
+                .push(Action::Start { worker: id.clone() });
+        }
+        // A program that its restart mode leaves as it is.
+        Verdict::Dead if matches!(reason, Some(Reason::Exited(_))) => {}
         Verdict::Dead if matches!(reason, Some(Reason::InvalidPidfile(_))) => {
             decision.warnings.push(format!(
                 "{id} is not restarted while its PID file is invalid ({}); fix or remove it",

@@ -18,6 +18,6 @@ pub use decide::{
 pub use exit::{ExitRecord, is_incarnation_id, parse_exit_file};
 pub use incarnation::{Candidate, Ending, Incarnation, Member, Origin, ProcessId, Proof};
 pub use snapshot::{
-    InFlight, InvalidPidFile, PidFileReading, ProcessInfo, ProcessReading, Reason, RestartRecord,
-    Snapshot, TaskCounts, Verdict, WorkerSnapshot,
+    InFlight, InvalidPidFile, PidFileReading, ProcessInfo, ProcessReading, ProgramState, Reason,
+    RestartMode, RestartRecord, Snapshot, TaskCounts, Verdict, WorkerSnapshot,
 };

@@ -193,6 +193,55 @@ pub struct WorkerSnapshot {
     /// A restart of this worker under way in this pass, fed back by the pass
     /// after each step (see [`crate::core::RestartPhase`]).
     pub restart: Option<InFlight>,
+    /// What a program from a config file adds (its restart mode, own
+    /// policy, readiness and health); `None` for a stream of the
+    /// orchestrator, whose work is done when its tasks are.
+    pub program: Option<ProgramState>,
+}
+
+/// When a program that exited is started again, as systemd's `Restart=`
+/// (the `restart` key of a config file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    /// Unless it exited 0 or was stopped deliberately (the default).
+    #[default]
+    OnFailure,
+    /// Whenever it exits, unless stopped deliberately.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl RestartMode {
+    /// The name used in config files and JSON: `on-failure`, `always`, `never`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartMode::OnFailure => "on-failure",
+            RestartMode::Always => "always",
+            RestartMode::Never => "never",
+        }
+    }
+}
+
+/// What `decide` knows of a program from a config file, beyond what every
+/// worker has. A program has no tasks: it runs until stopped, and its
+/// restart mode says whether an exit is the end of its work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramState {
+    /// Its restart mode.
+    pub restart: RestartMode,
+    /// Its own restart cap and backoff (`max_restarts`, `restart_delay`,
+    /// `max_restart_delay`, `stable_after`); `auto_restart` is the
+    /// command's.
+    pub policy: super::Policy,
+    /// Its readiness probe's verdict on the current incarnation: `None`
+    /// when it has no probe (running is ready), `Some(false)` until the
+    /// probe passed.
+    pub ready: Option<bool>,
+    /// Its last incarnation was ended for failing its health probe
+    /// `retries` times in a row.
+    pub unhealthy: bool,
 }
 
 /// A restart carried over from one step of a pass to the next.
@@ -299,6 +348,12 @@ pub enum Reason {
     Orphaned(Vec<i32>),
     /// A deliberate stop ended it (the signal's name, e.g. `TERM`).
     Stopped(String),
+    /// A program exited (its exit status, e.g. `exit 0`), and its restart
+    /// mode does not start it again.
+    Exited(String),
+    /// A program's health probe failed `retries` times in a row; its
+    /// incarnation was stopped.
+    Unhealthy,
 }
 
 impl Reason {
@@ -313,6 +368,8 @@ impl Reason {
             Reason::NotTheWorker => "not_the_worker",
             Reason::Orphaned(_) => "orphaned",
             Reason::Stopped(_) => "stopped",
+            Reason::Exited(_) => "exited",
+            Reason::Unhealthy => "unhealthy",
         }
     }
 
@@ -329,6 +386,7 @@ impl Reason {
                     .join(", ")
             )),
             Reason::Stopped(signal) => Some(format!("SIG{signal}")),
+            Reason::Exited(status) => Some(status.clone()),
             _ => None,
         }
     }

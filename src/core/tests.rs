@@ -55,6 +55,7 @@ fn worker(id: &str, process: Option<ProcessReading>) -> WorkerSnapshot {
         elsewhere: Vec::new(),
         exit: None,
         restart: None,
+        program: None,
     }
 }
 

@@ -50,7 +50,7 @@ use crate::daemon::signals::Signals;
 use crate::daemon::watches::{Watched, Watches};
 use crate::error::{EXIT_OK, Error, Result};
 use crate::observe::Observer;
-use crate::observe::taskdb::Stream;
+use crate::source::WorkerDef;
 use crate::pass;
 use crate::store::monitor_log::{Level, MonitorLog};
 use crate::store::statedb::{EventKind, NewEvent, StateDb};
@@ -230,8 +230,8 @@ struct Monitor {
     /// Watches on running incarnations' `cgroup.events`.
     cgroup_events: CgroupEvents,
     watches: Watches,
-    /// Streams as last read, for names, dependencies and prompts.
-    streams: BTreeMap<String, Stream>,
+    /// Workers as last read from the source.
+    workers: BTreeMap<String, WorkerDef>,
     /// The latest verdict of every worker.
     verdicts: BTreeMap<String, Verdict>,
     /// The failing workers last logged, to log a change once.
@@ -240,8 +240,8 @@ struct Monitor {
     warned: BTreeSet<String>,
     /// Workers already warned about for want of a pidfd or a cgroup watch.
     watch_warned: BTreeSet<String>,
-    /// Wrappers this monitor started, by PID, to reap and journal.
-    children: BTreeMap<i32, String>,
+    /// Processes this monitor started, by PID, to reap and journal.
+    children: BTreeMap<i32, crate::act::Spawned>,
     /// Workers to observe again at the next wake.
     retry: BTreeSet<String>,
     restarts: u64,
@@ -311,7 +311,7 @@ impl Monitor {
             pid_folder: PidFolder::default(),
             cgroup_events: CgroupEvents::default(),
             watches: Watches::new(std::env::var_os("PIDWATCH_TEST_NO_PIDFD").is_none()),
-            streams: BTreeMap::new(),
+            workers: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             failing: None,
             warned: BTreeSet::new(),
@@ -346,7 +346,7 @@ impl Monitor {
     fn journal(&self, kind: EventKind, event: NewEvent<'_>) {
         if let Some(state) = &self.state
             && let Err(e) =
-                state.journal(Utc::now(), Some(&self.observer.initiative.id), kind, event)
+                state.journal(Utc::now(), Some(&self.observer.scope().id), kind, event)
         {
             crate::output::print_stderr(&format!("pidwatch: {e}"));
         }
@@ -355,17 +355,17 @@ impl Monitor {
     /// Watches `pids/` for PID files created, replaced or removed; logs
     /// why when it cannot (PID files are then seen by the sweep only).
     fn watch_pid_dir(&mut self) {
-        if let Err(why) = self
-            .pid_folder
-            .watch(&self.epoll, &self.observer.paths.pid_dir)
-        {
+        let Some(dir) = self.observer.source.pid_dir() else {
+            return;
+        };
+        if let Err(why) = self.pid_folder.watch(&self.epoll, &dir) {
             self.log.log(Level::Warning, &why);
         }
     }
 
     /// The workers named by PID file events; `None` asks for a full sweep.
     fn read_inotify(&mut self) -> Option<BTreeSet<String>> {
-        self.pid_folder.read(&self.epoll, &self.streams)
+        self.pid_folder.read(&self.epoll, &self.workers)
     }
 
     fn status_line(&self) -> String {
@@ -438,18 +438,18 @@ impl Monitor {
                 let gone: Vec<String> = self
                     .verdicts
                     .keys()
-                    .filter(|id| !result.streams.contains_key(*id))
+                    .filter(|id| !result.workers.contains_key(*id))
                     .cloned()
                     .collect();
                 for id in gone {
                     self.watches.remove(&self.epoll, &id);
                     self.verdicts.remove(&id);
                 }
-                self.streams = result.streams.clone();
+                self.workers = result.workers.clone();
                 self.next_due = result.decision.next_due;
             }
             Some(_) => {
-                self.streams.extend(result.streams.clone());
+                self.workers.extend(result.workers.clone());
                 if let Some(due) = result.decision.next_due {
                     self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
                 }
@@ -484,7 +484,7 @@ impl Monitor {
                     .log(Level::Error, &format!("Restart step failed: {e}"));
             }
             for s in std::mem::take(&mut result.spawned) {
-                self.children.insert(s.pid, s.worker);
+                self.children.insert(s.pid, s);
             }
             self.restarts += result.restarted.len() as u64;
             // Restarted workers are watched from now on.
@@ -603,7 +603,7 @@ impl Monitor {
             return true;
         }
         match crate::observe::resolve_initiative(&self.settings) {
-            Ok(active) if active == self.observer.initiative && !self.idle => true,
+            Ok(active) if &active == self.observer.scope() && !self.idle => true,
             Ok(_) => match Observer::open(&self.settings) {
                 Ok(observer) => {
                     self.switch_to(observer);
@@ -632,10 +632,10 @@ impl Monitor {
 
     /// Watches `observer`'s initiative from now on, logging the switch.
     fn switch_to(&mut self, observer: Observer) {
-        if observer.initiative != self.observer.initiative || self.idle {
+        if observer.scope() != self.observer.scope() || self.idle {
             self.log.log(
                 Level::Info,
-                &format!("Monitoring initiative: {}", observer.initiative.name),
+                &format!("Monitoring initiative: {}", observer.scope().name),
             );
             self.forget_workers();
         }
@@ -647,10 +647,33 @@ impl Monitor {
     fn forget_workers(&mut self) {
         self.watches.clear(&self.epoll);
         self.verdicts.clear();
-        self.streams.clear();
+        self.workers.clear();
         self.failing = None;
         self.retry.clear();
         self.next_due = None;
+    }
+
+    /// Reads, without reaping, how the children started for `scope` (all
+    /// of them: `None`) that exited ended, and lets their source record it
+    /// (a program's exit file) before the pass that judges them. The child
+    /// stays a zombie, its PID not reusable, until [`Monitor::reap`].
+    fn note_exits(&mut self, scope: Option<&BTreeSet<String>>) {
+        use nix::sys::wait::{Id, waitid};
+        for child in self.children.values_mut() {
+            if child.noted || scope.is_some_and(|s| !s.contains(&child.worker)) {
+                continue;
+            }
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            let Ok(status) = waitid(Id::Pid(Pid::from_raw(child.pid)), flags) else {
+                continue;
+            };
+            if let Some(raw) = crate::act::spawn::raw_status(status) {
+                self.observer
+                    .source
+                    .child_exited(&child.worker, &child.incarnation, child.pid, raw);
+                child.noted = true;
+            }
+        }
     }
 
     /// Reaps every exited child and journals its exit status.
@@ -662,10 +685,21 @@ impl Monitor {
                     let (Some(pid), Some(desc)) = (status.pid(), describe_status(status)) else {
                         continue;
                     };
-                    if let Some(worker) = self.children.remove(&pid.as_raw()) {
+                    if let Some(child) = self.children.remove(&pid.as_raw()) {
+                        let worker = child.worker;
+                        if !child.noted
+                            && let Some(raw) = crate::act::spawn::raw_status(status)
+                        {
+                            self.observer.source.child_exited(
+                                &worker,
+                                &child.incarnation,
+                                child.pid,
+                                raw,
+                            );
+                        }
                         self.log.log(
                             Level::Info,
-                            &format!("Wrapper of worker {worker} (PID {pid}) exited ({desc})"),
+                            &format!("Process of worker {worker} (PID {pid}) exited ({desc})"),
                         );
                         self.journal(
                             EventKind::ChildExited,
@@ -736,7 +770,7 @@ impl Monitor {
         );
         self.log.log(
             Level::Info,
-            &format!("Monitoring initiative: {}", self.observer.initiative.name),
+            &format!("Monitoring initiative: {}", self.observer.scope().name),
         );
         self.log.log(Level::Info, &self.placement_line.clone());
         self.journal(
@@ -810,8 +844,10 @@ impl Monitor {
             let now = Instant::now();
             let due = self.next_due.is_some_and(|d| d <= Utc::now());
             if sweep || due || now >= self.next_sweep {
+                self.note_exits(None);
                 self.sweep();
             } else if !scope.is_empty() {
+                self.note_exits(Some(&scope));
                 self.pass(Some(&scope));
             }
             // Children last: while a wrapper of ours is an unreaped zombie, its

@@ -105,7 +105,8 @@ pub struct Found {
 /// - carriers of the incarnation's id (whose stream marker, if any, is this
 ///   worker's: an id inherited into another stream's wrapper proves nothing);
 /// - carriers of the worker's stream marker (its id and its worker log
-///   `log_file`, which names the orchestrator dir and the initiative): of an
+///   `log_file`, which names the orchestrator dir and the initiative; a
+///   source without markers gives `None`): of an
 ///   earlier incarnation when their wrapper is gone, else found
 ///   `elsewhere`;
 /// - members of the session the incarnation's verified wrapper led, started
@@ -116,7 +117,7 @@ pub struct Found {
 ///   is still the worker's and not a new one that took the freed id.
 pub fn members_of(
     scan: &[ProcEntry],
-    log_file: &Path,
+    log_file: Option<&Path>,
     worker: &str,
     incarnation: Option<&Incarnation>,
     exclude: &Exclude,
@@ -150,8 +151,9 @@ pub fn members_of(
         {
             continue;
         }
-        let ours = e.markers.stream.as_deref() == Some(worker)
-            && e.markers.log_file.as_deref() == Some(log_file);
+        let ours = log_file.is_some()
+            && e.markers.stream.as_deref() == Some(worker)
+            && e.markers.log_file.as_deref() == log_file;
         let by_id = incarnation.is_some_and(|inc| e.markers.invocation.as_deref() == Some(&inc.id))
             && (e.markers.stream.is_none() || ours);
         let by_session = session

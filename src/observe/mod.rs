@@ -10,10 +10,9 @@ pub mod pidfile;
 pub mod procfs;
 pub mod taskdb;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::Utc;
 
@@ -26,27 +25,20 @@ use crate::error::{Error, Result};
 use crate::observe::exitfile::ExitReading;
 use crate::observe::members::{Exclude, MarkerCache, ProcEntry};
 use crate::observe::procfs::Procfs;
-use crate::observe::taskdb::{Initiative, Stream, TaskDb};
+use crate::observe::taskdb::Initiative;
+use crate::source::{WorkerDef, WorkerSource};
 use crate::store::statedb::StateDb;
 
-/// How much of a worker log is read to tell whether it holds more than the
-/// wrapper's header.
-const LOG_PEEK_BYTES: u64 = 4096;
-
-/// The long-lived readers of one orchestrator dir and initiative.
+/// The long-lived readers of one source of workers.
 pub struct Observer {
     /// The resolved paths.
     pub paths: Paths,
     /// The `/proc` reader.
     pub procfs: Procfs,
-    /// The initiative being watched.
-    pub initiative: Initiative,
+    /// Where the workers come from.
+    pub source: Box<dyn WorkerSource>,
     /// This boot's id (`/proc/sys/kernel/random/boot_id`).
     pub boot_id: String,
-    /// The task DB, reopened by a pass when its file was replaced.
-    taskdb: RefCell<TaskDb>,
-    /// A pass reopened the task DB; the next pass over every worker says so.
-    taskdb_reopened: Cell<bool>,
     /// The markers of processes read by earlier scans.
     markers: RefCell<MarkerCache>,
 }
@@ -76,52 +68,44 @@ impl ProcessTable {
 pub struct Observation {
     /// The snapshot.
     pub snapshot: Snapshot,
-    /// The streams read from the task DB (names, open tasks for prompts).
-    pub streams: BTreeMap<String, Stream>,
+    /// The workers as their source described them.
+    pub workers: BTreeMap<String, WorkerDef>,
     /// Problems met while reading, one line each, naming the row or file.
     pub warnings: Vec<String>,
 }
 
 impl Observer {
-    /// Opens the readers: checks the orchestrator dir, finds the initiative
-    /// (`--initiative`, else the active one of the memory DB), opens and
-    /// validates the task DB.
+    /// Opens the readers: the source the settings name (see
+    /// [`crate::source::open`]), `/proc` and the boot id.
     ///
-    /// Errors (exit 3): the orchestrator dir is missing; the memory DB cannot
-    /// give an initiative; the task DB cannot be read (see [`TaskDb::open`]);
-    /// `/proc` cannot be read.
+    /// Errors (exit 3): the source cannot be opened (the orchestrator dir
+    /// is missing, the memory DB gives no initiative, the task DB cannot be
+    /// read); `/proc` cannot be read.
     pub fn open(settings: &Settings) -> Result<Observer> {
-        let paths = settings.paths.clone();
-        match std::fs::metadata(&paths.dir) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::CannotCheck(format!(
-                    "orchestrator dir {} is not a folder",
-                    paths.dir.display()
-                )));
-            }
-            Err(e) => {
-                return Err(Error::CannotCheck(format!(
-                    "orchestrator dir {}: {e} (run from the project root, or give --dir)",
-                    paths.dir.display()
-                )));
-            }
-        }
+        let source = crate::source::open(settings)?;
+        Observer::with_source(settings, source)
+    }
+
+    /// Opens the readers for a given source.
+    ///
+    /// Errors (exit 3): `/proc` cannot be read.
+    pub fn with_source(settings: &Settings, source: Box<dyn WorkerSource>) -> Result<Observer> {
         let procfs = Procfs::new().map_err(|e| Error::io("reading", Path::new("/proc"), e))?;
         let boot_id = procfs
             .boot_id()
             .map_err(|e| Error::io("reading", Path::new("/proc/sys/kernel/random/boot_id"), e))?;
-        let taskdb = TaskDb::open(&paths.tasks_db)?;
-        let initiative = resolve_initiative(settings)?;
         Ok(Observer {
-            paths,
+            paths: settings.paths.clone(),
             procfs,
-            initiative,
+            source,
             boot_id,
-            taskdb: RefCell::new(taskdb),
-            taskdb_reopened: Cell::new(false),
             markers: RefCell::new(MarkerCache::default()),
         })
+    }
+
+    /// The source's scope: the state DB's key and name of its workers.
+    pub fn scope(&self) -> &Initiative {
+        self.source.scope()
     }
 
     /// Reads every worker of the initiative (`only` = `None`), or the named
@@ -142,40 +126,26 @@ impl Observer {
         state: Option<&StateDb>,
         only: Option<&BTreeSet<String>>,
     ) -> Result<Observation> {
-        if self.taskdb.borrow_mut().reopen_if_replaced()? {
-            self.taskdb_reopened.set(true);
-        }
-        let mut reading = self.taskdb.borrow().streams(&self.initiative.id)?;
-        let scope = only.map(|ids| dependency_closure(&reading.streams, ids));
-        if let Some(scope) = &scope {
-            reading.streams.retain(|id, _| scope.contains(id));
-        }
-        let mut warnings = reading.warnings;
+        let reading = self.source.read(only)?;
+        let scope: Option<BTreeSet<String>> = only.map(|_| reading.workers.keys().cloned().collect());
+        let warnings = reading.warnings;
+        let key = &self.source.scope().id;
         let records = match state {
-            Some(db) => db.records(&self.initiative.id, scope.as_ref())?,
+            Some(db) => db.records(key, scope.as_ref())?,
             None => BTreeMap::new(),
         };
         let mut incarnations = match state {
-            Some(db) => {
-                db.current_incarnations(&self.initiative.id, scope.as_ref(), &self.boot_id)?
-            }
+            Some(db) => db.current_incarnations(key, scope.as_ref(), &self.boot_id)?,
             None => BTreeMap::new(),
         };
-        if only.is_none() {
-            warnings.extend(self.stray_pidfiles(&reading.streams));
-            if self.taskdb_reopened.take() {
-                let path = self.paths.tasks_db.display();
-                warnings.push(format!("task DB {path} was replaced; reopened"));
-            }
-        }
         let mut table = ProcessTable::default();
         let workers = reading
-            .streams
+            .workers
             .values()
-            .map(|stream| {
-                let record = records.get(&stream.id).cloned().unwrap_or_default();
-                let incarnation = incarnations.remove(&stream.id);
-                self.observe_worker(stream, record, incarnation, &mut table)
+            .map(|def| {
+                let record = records.get(&def.id).cloned().unwrap_or_default();
+                let incarnation = incarnations.remove(&def.id);
+                self.observe_worker(def, record, incarnation, &mut table)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Observation {
@@ -183,7 +153,7 @@ impl Observer {
                 now: Utc::now(),
                 workers,
             },
-            streams: reading.streams,
+            workers: reading.workers,
             warnings,
         })
     }
@@ -198,7 +168,7 @@ impl Observer {
     /// which processes of the worker live is then unknown.
     pub fn observe_worker(
         &self,
-        stream: &Stream,
+        def: &WorkerDef,
         record: RestartRecord,
         incarnation: Option<Incarnation>,
         table: &mut ProcessTable,
@@ -217,7 +187,7 @@ impl Observer {
             }
             inc
         });
-        let path = pidfile::path_for(&self.paths.pid_dir, &stream.id);
+        let path = self.source.pidfile(&def.id);
         let reading = pidfile::read(&path, self.procfs.pid_max());
         let process = match &reading {
             PidFileReading::Valid { pid, .. } => Some(
@@ -257,7 +227,7 @@ impl Observer {
                                 w.pid == *pid && w.start_ticks == info.start_ticks
                             })) =>
             {
-                self.candidate(*pid, &stream.id, &path)
+                self.source.identify(&self.procfs, &def.id, *pid)
             }
             _ => Candidate::NotLooked,
         };
@@ -268,7 +238,7 @@ impl Observer {
         // process table.
         let adoptable_without_record =
             matches!(candidate, Candidate::Wrapper { .. }) && incarnation.is_none();
-        let found = if wrapper_lives || stream.tasks.is_complete() || adoptable_without_record {
+        let found = if wrapper_lives || def.tasks.is_complete() || adoptable_without_record {
             members::Found::default()
         } else {
             let exclude = match (&candidate, &process) {
@@ -279,26 +249,28 @@ impl Observer {
                 },
                 _ => Exclude::default(),
             };
-            self.members(&stream.id, incarnation.as_ref(), &exclude, table)?
+            self.members(&def.id, incarnation.as_ref(), &exclude, table)?
         };
         // A live wrapper whose PID file is gone may be finishing: its exit
         // file, written just before, says so.
         let exit = if wrapper_lives && !matches!(reading, PidFileReading::Missing) {
             None
         } else {
-            self.exit_of(&path, incarnation.as_ref())
+            self.exit_of(&def.id, incarnation.as_ref())
         };
-        let started =
-            !matches!(reading, PidFileReading::Missing) || self.log_shows_a_run(&stream.id);
+        let started = self
+            .source
+            .ran_before(&def.id, self.procfs.boot_time());
+        let program = self.source.program(&def.id, incarnation.as_ref());
         let pidfile_fresh_until = self.fresh_until(&path, &reading);
         Ok(WorkerSnapshot {
-            id: stream.id.clone(),
+            id: def.id.clone(),
             pidfile: reading,
             pidfile_fresh_until,
             process,
             started,
-            tasks: stream.tasks.clone(),
-            dependencies: stream.dependencies.clone(),
+            tasks: def.tasks.clone(),
+            dependencies: def.dependencies.clone(),
             record,
             candidate,
             incarnation,
@@ -307,6 +279,7 @@ impl Observer {
             elsewhere: found.elsewhere,
             exit,
             restart: None,
+            program,
         })
     }
 
@@ -327,8 +300,8 @@ impl Observer {
     /// How the last run ended, from the exit file beside `pid_file`: only
     /// a file of the current incarnation counts, or, when none is recorded,
     /// one written in this boot. An invalid file counts as no file.
-    fn exit_of(&self, pid_file: &Path, incarnation: Option<&Incarnation>) -> Option<Ending> {
-        let path = exitfile::path_for(pid_file);
+    fn exit_of(&self, worker: &str, incarnation: Option<&Incarnation>) -> Option<Ending> {
+        let path = self.source.exit_file(worker);
         let ExitReading::Valid(record) = exitfile::read(&path) else {
             return None;
         };
@@ -354,29 +327,6 @@ impl Observer {
             }
             _ => ProcessReading::Gone,
         }
-    }
-
-    /// What the live process `pid` named by `pid_file` is: this worker's
-    /// wrapper when its command line runs the wrapper script (by file name)
-    /// with this worker id and this PID file, else a stranger.
-    fn candidate(&self, pid: i32, worker: &str, pid_file: &Path) -> Candidate {
-        let Ok(argv) = self.procfs.cmdline(pid) else {
-            return Candidate::Foreign;
-        };
-        let Some(wrapper_name) = self.paths.wrapper.file_name() else {
-            return Candidate::Foreign;
-        };
-        if !is_wrapper_cmdline(
-            &argv,
-            wrapper_name.as_encoded_bytes(),
-            worker,
-            pid_file,
-            &self.initiative.id,
-        ) {
-            return Candidate::Foreign;
-        }
-        let invocation = self.procfs.markers(pid).ok().and_then(|m| m.invocation);
-        Candidate::Wrapper { invocation }
     }
 
     /// Every live process of the worker, for `status`: the members of its
@@ -469,7 +419,7 @@ impl Observer {
         };
         Ok(members::members_of(
             table.get(&self.procfs, &self.markers)?,
-            &self.worker_log(worker),
+            self.source.marker_log(worker).as_deref(),
             worker,
             incarnation,
             exclude,
@@ -477,45 +427,6 @@ impl Observer {
         ))
     }
 
-    /// The worker log of this initiative: `logs/<id>_<first 8 of initiative>.log`.
-    pub fn worker_log(&self, worker: &str) -> PathBuf {
-        worker_log_path(&self.paths.log_dir, worker, &self.initiative)
-    }
-
-    fn log_shows_a_run(&self, worker: &str) -> bool {
-        let Ok((file, _)) = pidfile::open_regular_nofollow(&self.worker_log(worker)) else {
-            return false;
-        };
-        let mut head = Vec::new();
-        if file.take(LOG_PEEK_BYTES).read_to_end(&mut head).is_err() {
-            return false;
-        }
-        has_more_than_header(&String::from_utf8_lossy(&head))
-    }
-
-    /// PID files in `pids/` that name no stream of the initiative.
-    fn stray_pidfiles(&self, streams: &BTreeMap<String, Stream>) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.paths.pid_dir) else {
-            return Vec::new();
-        };
-        let mut stray: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let stem = name.strip_suffix(".pid")?;
-                (!streams.contains_key(stem)).then(|| {
-                    format!(
-                        "PID file {} in {} names no stream of initiative {}; ignored",
-                        crate::output::quote(&name),
-                        self.paths.pid_dir.display(),
-                        self.initiative.id
-                    )
-                })
-            })
-            .collect();
-        stray.sort();
-        stray
-    }
 }
 
 /// The initiative to watch: `--initiative` (named from the memory DB when it
@@ -533,145 +444,3 @@ pub fn resolve_initiative(settings: &Settings) -> Result<Initiative> {
     }
 }
 
-/// `ids` and every stream they depend on, directly or not.
-pub fn dependency_closure(
-    streams: &BTreeMap<String, Stream>,
-    ids: &BTreeSet<String>,
-) -> BTreeSet<String> {
-    let mut closure = BTreeSet::new();
-    let mut todo: Vec<&str> = ids.iter().map(String::as_str).collect();
-    while let Some(id) = todo.pop() {
-        if closure.insert(id.to_string())
-            && let Some(stream) = streams.get(id)
-        {
-            todo.extend(stream.dependencies.iter().map(String::as_str));
-        }
-    }
-    closure
-}
-
-/// Whether a command line (`/proc/<pid>/cmdline`) runs worker `worker`'s
-/// wrapper: an argument whose file name is `wrapper_name`, followed by the
-/// worker id, the PID file (the same path, or a relative path with the same
-/// file name), the log dir, the work dir and the initiative id
-/// `initiative` (the wrapper contract's order). `bash /x/worker-wrapper.sh
-/// Stream-A /x/pids/Stream-A.pid /x/logs /p <initiative> …` and
-/// `/x/worker-wrapper.sh Stream-A pids/Stream-A.pid …` both qualify; a
-/// same-named stream of another initiative does not.
-pub fn is_wrapper_cmdline(
-    argv: &[Vec<u8>],
-    wrapper_name: &[u8],
-    worker: &str,
-    pid_file: &Path,
-    initiative: &str,
-) -> bool {
-    let file_name =
-        |arg: &[u8]| -> Vec<u8> { arg.rsplit(|b| *b == b'/').next().unwrap_or(arg).to_vec() };
-    let pid_file_bytes = pid_file.as_os_str().as_encoded_bytes();
-    let pid_file_name = pid_file
-        .file_name()
-        .map(|n| n.as_encoded_bytes().to_vec())
-        .unwrap_or_default();
-    argv.windows(6).any(|w| {
-        file_name(&w[0]) == wrapper_name
-            && w[1] == worker.as_bytes()
-            && (w[2] == pid_file_bytes
-                || (!w[2].starts_with(b"/") && file_name(&w[2]) == pid_file_name))
-            && w[5] == initiative.as_bytes()
-    })
-}
-
-/// The worker log path for `worker` in `initiative`.
-pub fn worker_log_path(log_dir: &Path, worker: &str, initiative: &Initiative) -> PathBuf {
-    log_dir.join(format!("{worker}_{}.log", initiative.short_id()))
-}
-
-/// The lines the wrapper writes before the worker's own output.
-const HEADER_PREFIXES: [&str; 7] = [
-    "Started:",
-    "Stream:",
-    "Initiative:",
-    "PID:",
-    "Incarnation:",
-    "Working dir:",
-    "Log file:",
-];
-
-/// Whether a worker log holds anything beyond the wrapper's header (rules of
-/// `=` and the `Started:` … `Log file:` lines): a worker that ran, or at
-/// least exited (the footer counts).
-pub fn has_more_than_header(text: &str) -> bool {
-    text.lines().any(|line| {
-        let line = line.trim();
-        !(line.is_empty()
-            || line.chars().all(|c| c == '=')
-            || HEADER_PREFIXES.iter().any(|p| line.starts_with(p)))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_wrapper_is_known_by_its_arguments_in_the_contracts_order() {
-        let argv = |args: &[&str]| -> Vec<Vec<u8>> {
-            args.iter().map(|a| a.as_bytes().to_vec()).collect()
-        };
-        let pid_file = Path::new("/p/.claude/orchestrator/pids/W.pid");
-        let name = b"worker-wrapper.sh";
-        let full = argv(&[
-            "bash",
-            "/p/o/worker-wrapper.sh",
-            "W",
-            "/p/.claude/orchestrator/pids/W.pid",
-            "/l",
-            "/w",
-            "I",
-            "prompt",
-        ]);
-        assert!(is_wrapper_cmdline(&full, name, "W", pid_file, "I"));
-        let relative = argv(&["/x/worker-wrapper.sh", "W", "pids/W.pid", "logs", "w", "I"]);
-        assert!(is_wrapper_cmdline(&relative, name, "W", pid_file, "I"));
-        for other in [
-            argv(&[
-                "/x/worker-wrapper.sh",
-                "W",
-                "pids/W.pid",
-                "logs",
-                "w",
-                "Another",
-            ]),
-            argv(&["/x/worker-wrapper.sh", "V", "pids/W.pid", "logs", "w", "I"]),
-            argv(&[
-                "/x/worker-wrapper.sh",
-                "W",
-                "/elsewhere/W.pid",
-                "logs",
-                "w",
-                "I",
-            ]),
-            argv(&["/x/other.sh", "W", "pids/W.pid", "logs", "w", "I"]),
-            argv(&["/x/worker-wrapper.sh", "W", "pids/W.pid"]),
-        ] {
-            assert!(
-                !is_wrapper_cmdline(&other, name, "W", pid_file, "I"),
-                "{other:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn header_alone_is_not_a_run() {
-        let header = "========================================\n\
-                      Started: 2026-01-13T10:30:00+00:00\nStream: Stream-A\n\
-                      Initiative: 1234\nPID: 42\nWorking dir: /p\nLog file: /p/x.log\n\
-                      ========================================\n";
-        assert!(!has_more_than_header(""));
-        assert!(!has_more_than_header(header));
-        assert!(has_more_than_header(&format!("{header}worker output\n")));
-        assert!(has_more_than_header(&format!(
-            "{header}Worker exited: 2026-01-13T10:31:00+00:00\nExit code: 0\n"
-        )));
-    }
-}

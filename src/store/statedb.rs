@@ -102,6 +102,12 @@ pub enum EventKind {
     Adopted,
     /// An incarnation's wrapper was seen gone, and how it ended.
     Ended,
+    /// A program was started (`run`'s first start, or `pidwatch start`).
+    Started,
+    /// A program was stopped deliberately (`pidwatch stop`), and how.
+    Stopped,
+    /// A program's health probe failed `retries` times in a row.
+    Unhealthy,
 }
 
 impl EventKind {
@@ -121,6 +127,9 @@ impl EventKind {
             EventKind::ChildExited => "child_exited",
             EventKind::Adopted => "adopted",
             EventKind::Ended => "ended",
+            EventKind::Started => "started",
+            EventKind::Stopped => "stopped",
+            EventKind::Unhealthy => "unhealthy",
         }
     }
 }

@@ -46,19 +46,7 @@ impl ProgramCommand {
     }
 }
 
-/// When a worker that exited is started again (`restart`), as systemd's
-/// `Restart=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartMode {
-    /// Unless it exited 0 or was stopped deliberately (the default).
-    #[default]
-    OnFailure,
-    /// Whenever it exits, unless stopped deliberately.
-    Always,
-    /// Never.
-    Never,
-}
+pub use crate::core::RestartMode;
 
 /// A signal by number and name (`TERM`, without the `SIG` prefix).
 #[derive(Debug, Clone, PartialEq, Eq)]
