@@ -4,6 +4,7 @@
 //! `decide`.
 
 pub mod child;
+pub mod probe;
 pub mod spawn;
 
 use chrono::Utc;

@@ -1,6 +1,8 @@
-//! What pidwatch writes and keeps: its state DB and `monitor.log`, and how
-//! it writes files without following symlinks ([`safe_fs`]).
+//! What pidwatch writes and keeps: its state DB, `monitor.log` and the logs
+//! of workers it starts ([`worker_log`]), and how it writes files without
+//! following symlinks ([`safe_fs`]).
 
 pub mod monitor_log;
 pub mod safe_fs;
 pub mod statedb;
+pub mod worker_log;

@@ -67,8 +67,17 @@ pub fn refuse_symlink(path: &Path) -> io::Result<()> {
 /// Opens `path` with `options` plus `O_NOFOLLOW | O_CLOEXEC`, and turns the
 /// `ELOOP` of a symlink into [`SymlinkRefused`].
 fn open_nofollow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    open_nofollow_with(options, path, nix::fcntl::OFlag::empty())
+}
+
+/// [`open_nofollow`] with `extra` open flags.
+fn open_nofollow_with(
+    options: &mut OpenOptions,
+    path: &Path,
+    extra: nix::fcntl::OFlag,
+) -> io::Result<File> {
     options
-        .custom_flags(nofollow_flags())
+        .custom_flags(nofollow_flags() | extra.bits())
         .open(path)
         .map_err(|e| {
             // ELOOP also comes from a loop in the folders: only a symlink
@@ -110,6 +119,46 @@ pub fn open_lock_nofollow(path: &Path) -> io::Result<File> {
             .truncate(false),
         path,
     )
+}
+
+/// Opens `path` with `options` (mode, create, append... as the caller sets
+/// them) plus `O_NOFOLLOW | O_CLOEXEC`, and only when it is a regular file:
+/// for files pidwatch hands to others or copies, such as worker logs.
+///
+/// The open itself is non-blocking, so that a FIFO planted at `path` can
+/// neither hang pidwatch (a FIFO opened for writing waits for a reader) nor
+/// be accepted; `O_NONBLOCK` is cleared again on the regular file returned.
+///
+/// Errors: [`SymlinkRefused`] when `path` is a symlink; `InvalidInput`
+/// naming `path` when it is a folder, FIFO, socket or device; the OS error
+/// when it cannot be opened.
+pub fn open_regular_nofollow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let not_regular = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing {}: it is not a regular file", path.display()),
+        )
+    };
+    let file = open_nofollow_with(options, path, OFlag::O_NONBLOCK).map_err(|e| {
+        // ENXIO: a FIFO without a reader, or a device without its driver;
+        // EISDIR: a folder opened for writing.
+        let errno = e.raw_os_error();
+        if (errno == Some(nix::errno::Errno::ENXIO as i32)
+            || errno == Some(nix::errno::Errno::EISDIR as i32))
+            && std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_file())
+        {
+            not_regular()
+        } else {
+            e
+        }
+    })?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(not_regular());
+    }
+    let flags = OFlag::from_bits_truncate(fcntl(&file, FcntlArg::F_GETFL)?);
+    fcntl(&file, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    Ok(file)
 }
 
 /// Replaces `path` with `bytes`, atomically: readers see the old content or
