@@ -85,6 +85,12 @@ pub fn dispatch(cli: Cli, env: &Environment) -> Result<i32> {
         Command::Status(args) => commands::status(&global, &args, env),
         Command::History(args) => commands::history(&global, &args, env),
         Command::Reset(args) => commands::reset(&global, &args, env),
+        Command::Start(args) => commands::programs::start(&global, &args, env),
+        Command::Stop(args) => commands::programs::stop(&global, &args, env),
+        Command::Restart(args) => commands::programs::restart(&global, &args, env),
+        Command::Logs(args) => commands::programs::logs(&global, &args, env),
+        Command::Config(cli::ConfigCommand::Check) => commands::programs::config_check(&global, env),
+        Command::Init(args) => commands::programs::init(&global, &args, env),
         Command::Demo(args) => commands::demo::run(&args, config::color_enabled(&global, env)),
         Command::Completions(args) => {
             let mut out = Vec::new();
