@@ -11,8 +11,12 @@ use std::time::Duration;
 
 pub mod discover;
 pub mod expand;
+pub mod parse;
+pub mod template;
 
 pub use discover::{default_state_dir, discover};
+pub use parse::{load, parse};
+pub use template::TEMPLATE;
 
 /// What a config file's values may refer to besides the file itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
