@@ -830,7 +830,10 @@ fn load_reads_regular_files_only() {
     let file = dir.path().join("celery.toml");
     std::fs::write(&file, "[worker.a]\ncommand = \"a\"\n").unwrap();
     let c = load(&file, &ctx()).unwrap();
-    assert_eq!((c.name.as_str(), c.path.as_path()), ("celery", file.as_path()));
+    assert_eq!(
+        (c.name.as_str(), c.path.as_path()),
+        ("celery", file.as_path())
+    );
     assert_eq!(c.workers[0].cwd, dir.path());
 
     let io_error = |path: &Path| {
@@ -847,7 +850,10 @@ fn load_reads_regular_files_only() {
     );
     let fifo = dir.path().join("fifo.toml");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    assert_eq!(io_error(&fifo), format!("{}: not a regular file", fifo.display()));
+    assert_eq!(
+        io_error(&fifo),
+        format!("{}: not a regular file", fifo.display())
+    );
     let big = dir.path().join("big.toml");
     std::fs::write(&big, "#".repeat(MAX_FILE_BYTES as usize + 1)).unwrap();
     assert_eq!(
@@ -856,5 +862,8 @@ fn load_reads_regular_files_only() {
     );
     let binary = dir.path().join("bin.toml");
     std::fs::write(&binary, [0xff, 0xfe]).unwrap();
-    assert_eq!(io_error(&binary), format!("{}: not UTF-8 text", binary.display()));
+    assert_eq!(
+        io_error(&binary),
+        format!("{}: not UTF-8 text", binary.display())
+    );
 }
