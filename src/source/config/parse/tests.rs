@@ -867,3 +867,79 @@ fn load_reads_regular_files_only() {
         format!("{}: not UTF-8 text", binary.display())
     );
 }
+
+#[test]
+fn every_example_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut loaded = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let config = load(&path, &ctx()).unwrap_or_else(|errors| {
+                panic!(
+                    "{}",
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            });
+            loaded.insert(config.name.clone(), config);
+        }
+    }
+    let ids =
+        |name: &str| -> Vec<String> { loaded[name].workers.iter().map(|w| w.id.clone()).collect() };
+    assert_eq!(ids("celery"), ["celery@code", "celery@review", "redis"]);
+    assert_eq!(ids("celery-multi"), ["celery@code", "celery@review"]);
+    assert_eq!(ids("node-workers"), ["ai@classify", "ai@summarize"]);
+    assert_eq!(ids("workers-list"), ["bot@alpha", "bot@beta"]);
+    assert_eq!(ids("redis"), ["consumer", "producer", "redis"]);
+
+    let celery = &loaded["celery"].workers[0];
+    assert_eq!(
+        celery.command.argv().join(" "),
+        "celery -A proj worker -n code@box -Q code --loglevel=INFO"
+    );
+    assert_eq!(celery.depends_on, BTreeSet::from(["redis".to_string()]));
+    assert_eq!(celery.stop_timeout, Duration::from_secs(600));
+    let multi = loaded["celery-multi"].workers[1].adopt.as_ref().unwrap();
+    assert_eq!(multi.pidfile, Path::new("/run/celery/review.pid"));
+    assert_eq!(
+        multi.start,
+        ProgramCommand::Shell(
+            "celery multi start review -A proj --pidfile=/run/celery/%n.pid --logfile=/var/log/celery/%n%I.log".into()
+        )
+    );
+    let ai = &loaded["node-workers"].workers[1];
+    assert_eq!(
+        ai.command.argv(),
+        [
+            "node".to_string(),
+            dir.join("node-workers/workers/summarize.js")
+                .display()
+                .to_string()
+        ]
+    );
+    assert_eq!(
+        ai.shown_env(),
+        [
+            "OPENAI_API_KEY=***",
+            "AI_MODEL=gpt-4o-mini",
+            "WORKER_NAME=summarize"
+        ]
+    );
+    assert_eq!(
+        (ai.max_restarts, ai.restart_delay),
+        (3, Duration::from_secs(5))
+    );
+    let bot = &loaded["workers-list"].workers[1];
+    assert_eq!(bot.cwd, Path::new("/srv/bots/beta"));
+    assert_eq!(
+        bot.shown_env(),
+        ["BOT_TOKEN=***", "BOT_CHANNEL=#beta", "BOT_NAME=beta"]
+    );
+    let producer = &loaded["redis"].workers[1];
+    assert!(producer.command.argv()[2].contains("date +%s"));
+    assert!(loaded["redis"].workers[2].ready.is_some());
+}
