@@ -1,9 +1,9 @@
 //! Workers from a TOML config file (`pidwatch.toml`): the parsed, validated
 //! and expanded model that the rest of pidwatch works with.
 //!
-//! Parsing and validation live in [`parse`]; instance expansion (`%i`,
+//! Parsing and validation live in [`mod@parse`]; instance expansion (`%i`,
 //! `%f`, `%h`, `%%`) in [`expand`]; the commented template of `pidwatch
-//! init` in [`template`]; where the file is found in [`discover`].
+//! init` in [`template`]; where the file is found in [`mod@discover`].
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

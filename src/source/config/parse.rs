@@ -4,7 +4,7 @@
 //!
 //! The file is read with toml's span-preserving [`DeTable`], so that a
 //! position is the exact place in the text. Parsing is three steps: each
-//! table is read into a [`Raw`] of checked values that keep their spans
+//! table is read into a `Raw` of checked values that keep their spans
 //! (`[defaults]` too); `[defaults]` is applied under each worker; each
 //! instance is expanded into a [`ProgramSpec`], and `depends_on` resolved
 //! and checked for cycles.
