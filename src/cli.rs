@@ -177,7 +177,9 @@ or a usage or configuration error. Each failure is said with its reason.")]
     Config(ConfigCommand),
 
     /// Write a commented config file to start from (never over an existing file)
-    #[command(after_help = "Examples:\n  pidwatch init\n  pidwatch init /etc/pidwatch/pidwatch.toml")]
+    #[command(
+        after_help = "Examples:\n  pidwatch init\n  pidwatch init /etc/pidwatch/pidwatch.toml"
+    )]
     Init(InitArgs),
 
     /// Print shell completions for bash, zsh or fish
@@ -390,7 +392,9 @@ pub struct LogsArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the config file: every problem with file:line:col; exit 0 or 2
-    #[command(after_help = "Examples:\n  pidwatch config check\n  pidwatch --config /etc/pidwatch/pidwatch.toml config check")]
+    #[command(
+        after_help = "Examples:\n  pidwatch config check\n  pidwatch --config /etc/pidwatch/pidwatch.toml config check"
+    )]
     Check,
 }
 

@@ -105,15 +105,23 @@ struct Acting {
 impl Acting {
     fn open(global: &GlobalArgs, env: &Environment) -> Result<Acting> {
         let settings = program_settings(global, env)?;
-        let file = settings.programs.clone().ok_or_else(|| no_config_error(global))?;
+        let file = settings
+            .programs
+            .clone()
+            .ok_or_else(|| no_config_error(global))?;
         std::fs::create_dir_all(&settings.paths.dir)
             .map_err(|e| Error::io("creating", &settings.paths.dir, e))?;
-        let lock = crate::daemon::lock::acquire_waiting(&settings.paths.lock_file, LOCK_WAIT, |e| {
-            print_stderr(&format!("pidwatch: {e}; waiting up to {} s", LOCK_WAIT.as_secs()))
-        })?;
+        let lock =
+            crate::daemon::lock::acquire_waiting(&settings.paths.lock_file, LOCK_WAIT, |e| {
+                print_stderr(&format!(
+                    "pidwatch: {e}; waiting up to {} s",
+                    LOCK_WAIT.as_secs()
+                ))
+            })?;
         let observer = Observer::open(&settings)?;
         let state = StateDb::open(&settings.paths.state_db)?;
-        let (placement, _) = Placement::choose(settings.spawn.containment).map_err(Error::Config)?;
+        let (placement, _) =
+            Placement::choose(settings.spawn.containment).map_err(Error::Config)?;
         let log = MonitorLog::open(&settings.paths.log_file, None)
             .map_err(|e| Error::io("opening", &settings.paths.log_file, e))?;
         Ok(Acting {
@@ -132,7 +140,10 @@ impl Acting {
     }
 
     /// The workers of `ids` (and what they depend on) that run now.
-    fn running(&self, ids: &BTreeSet<String>) -> Result<BTreeMap<String, crate::core::WorkerSnapshot>> {
+    fn running(
+        &self,
+        ids: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, crate::core::WorkerSnapshot>> {
         let observation = self.observer.observe(Some(&self.state), Some(ids))?;
         Ok(observation
             .snapshot
@@ -153,7 +164,8 @@ impl Acting {
         };
         let deadline = Instant::now() + READY_WAIT;
         loop {
-            let outcome = crate::act::probe::run(&ready.command, &spec.env, &spec.cwd, ready.timeout);
+            let outcome =
+                crate::act::probe::run(&ready.command, &spec.env, &spec.cwd, ready.timeout);
             if outcome.passed() {
                 return Ok(());
             }
@@ -189,7 +201,10 @@ impl Acting {
             let running = self.running(&pending)?;
             let mut wave = Vec::new();
             for id in &pending {
-                let deps = self.spec(id).map(|s| s.depends_on.clone()).unwrap_or_default();
+                let deps = self
+                    .spec(id)
+                    .map(|s| s.depends_on.clone())
+                    .unwrap_or_default();
                 if let Some(bad) = deps.iter().find(|d| failed.contains_key(*d)) {
                     failed.insert(id.clone(), format!("its dependency {bad} did not start"));
                     continue;
@@ -205,30 +220,52 @@ impl Acting {
                 }
                 break;
             }
-            let mut actor = Actor::new(&self.settings, &self.observer, Some(&self.state), &self.placement);
+            let mut actor = Actor::new(
+                &self.settings,
+                &self.observer,
+                Some(&self.state),
+                &self.placement,
+            );
             let mut started = Vec::new();
             for id in &wave {
                 if running.contains_key(id) {
                     started.push(id.clone());
                     continue;
                 }
-                if let Err(e) = self.state.reset(
-                    Utc::now(),
-                    &self.observer.scope().id,
-                    id,
-                    crate::store::statedb::EventKind::Reset,
-                    true,
-                ) {
+                // A start by hand clears the restart cap's count, as
+                // `systemctl reset-failed` and a start do.
+                let scope = &self.observer.scope().id;
+                let one = BTreeSet::from([id.clone()]);
+                let spent = self
+                    .state
+                    .records(scope, Some(&one))?
+                    .get(id)
+                    .is_some_and(|r| r.attempts > 0 || r.given_up);
+                if spent
+                    && let Err(e) = self.state.reset(
+                        Utc::now(),
+                        scope,
+                        id,
+                        crate::store::statedb::EventKind::Reset,
+                        true,
+                    )
+                {
                     failed.insert(id.clone(), e.to_string());
                     continue;
                 }
                 match actor.spawn_incarnation(&mut self.log, id, None) {
                     Ok(pid) => {
-                        self.log.file_only(Level::Success, &format!("Worker {id} started (PID: {pid})"));
+                        self.log.file_only(
+                            Level::Success,
+                            &format!("Worker {id} started (PID: {pid})"),
+                        );
                         started.push(id.clone());
                     }
                     Err(why) => {
-                        self.log.file_only(Level::Error, &format!("Failed to start worker {id}: {why}"));
+                        self.log.file_only(
+                            Level::Error,
+                            &format!("Failed to start worker {id}: {why}"),
+                        );
                         failed.insert(id.clone(), why);
                     }
                 }
@@ -255,9 +292,16 @@ impl Acting {
         let observation = self.observer.observe(Some(&self.state), Some(ids))?;
         let mut table = ProcessTable::default();
         let mut jobs = Vec::new();
-        for w in observation.snapshot.workers.iter().filter(|w| ids.contains(&w.id)) {
+        for w in observation
+            .snapshot
+            .workers
+            .iter()
+            .filter(|w| ids.contains(&w.id))
+        {
             let members = self.observer.live_processes(w, &mut table);
-            let Some(spec) = self.spec(&w.id) else { continue };
+            let Some(spec) = self.spec(&w.id) else {
+                continue;
+            };
             let cgroup = w
                 .incarnation
                 .as_ref()
@@ -270,7 +314,12 @@ impl Acting {
             let handles: Vec<_> = jobs
                 .iter()
                 .map(|(w, spec, members, cgroup)| {
-                    scope.spawn(move || (w.id.clone(), stop_one(procfs, spec, members, cgroup.as_deref())))
+                    scope.spawn(move || {
+                        (
+                            w.id.clone(),
+                            stop_one(procfs, spec, members, cgroup.as_deref()),
+                        )
+                    })
                 })
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
@@ -290,7 +339,8 @@ impl Acting {
                 done.insert(id, "not running".to_string());
                 continue;
             }
-            self.log.file_only(Level::Info, &format!("Stopped worker {id}: {what}"));
+            self.log
+                .file_only(Level::Info, &format!("Stopped worker {id}: {what}"));
             done.insert(id, what);
         }
         Ok(done)
@@ -308,7 +358,14 @@ fn stop_one(
     let mut said = String::new();
     if let Some(stop) = spec.adopt.as_ref().and_then(|a| a.stop.as_ref()) {
         let outcome = crate::act::probe::run(stop, &spec.env, &spec.cwd, spec.stop_timeout);
-        said = format!("stop command: {}; ", if outcome.passed() { "done".into() } else { format!("{outcome:?}") });
+        said = format!(
+            "stop command: {}; ",
+            if outcome.passed() {
+                "done".into()
+            } else {
+                format!("{outcome:?}")
+            }
+        );
         // Whatever is left of it after the stop command is killed.
         let report = crate::act::spawn::stop_members_with(
             procfs,
@@ -326,7 +383,10 @@ fn stop_one(
         .unwrap_or(nix::sys::signal::Signal::SIGTERM);
     let report =
         crate::act::spawn::stop_members_with(procfs, members, &cgroups, signal, spec.stop_timeout);
-    said.push_str(&format!("SIG{} to {:?}", spec.stop_signal.name, report.terminated));
+    said.push_str(&format!(
+        "SIG{} to {:?}",
+        spec.stop_signal.name, report.terminated
+    ));
     if !report.killed.is_empty() {
         said.push_str(&format!(
             "; SIGKILL after {} s to {:?}",
@@ -405,7 +465,10 @@ pub fn restart(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Res
 /// Errors: no such worker (exit 2); its log cannot be read (exit 3).
 pub fn logs(global: &GlobalArgs, args: &LogsArgs, env: &Environment) -> Result<i32> {
     let settings = program_settings(global, env)?;
-    let file = settings.programs.clone().ok_or_else(|| no_config_error(global))?;
+    let file = settings
+        .programs
+        .clone()
+        .ok_or_else(|| no_config_error(global))?;
     let ids = targets(
         &file,
         &TargetArgs {
@@ -421,7 +484,11 @@ pub fn logs(global: &GlobalArgs, args: &LogsArgs, env: &Environment) -> Result<i
             ids.iter().cloned().collect::<Vec<_>>().join(", ")
         )));
     };
-    let spec = file.workers.iter().find(|w| &w.id == id).ok_or_else(|| no_config_error(global))?;
+    let spec = file
+        .workers
+        .iter()
+        .find(|w| &w.id == id)
+        .ok_or_else(|| no_config_error(global))?;
     let path: PathBuf = spec
         .log
         .clone()
