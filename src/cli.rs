@@ -325,8 +325,8 @@ pub struct RunArgs {
 /// Options of `status`.
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// Redraw in place every second, like top, until q or Ctrl-C
-    #[arg(long, conflicts_with = "json")]
+    /// Redraw in place every second, like top, until Ctrl-C
+    #[arg(long)]
     pub watch: bool,
 
     /// The restart cap the monitor runs with, to show attempts against

@@ -34,6 +34,30 @@ fn settings(global: &GlobalArgs, env: &Environment, max_restarts: u32) -> Result
 ///
 /// Errors: as `check`.
 pub fn status(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Result<i32> {
+    if !args.watch {
+        return status_once(global, args, env);
+    }
+    // --watch: redraw in place every second until SIGINT or SIGTERM.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
+            .map_err(|e| Error::CannotCheck(format!("installing signal handlers: {e}")))?;
+    }
+    let mut code = EXIT_OK;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        crate::output::print_stdout("\x1b[H\x1b[2J");
+        code = status_once(global, args, env)?;
+        for _ in 0..10 {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    Ok(code)
+}
+
+fn status_once(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Result<i32> {
     let settings = settings(global, env, args.max_restarts)?;
     let observer = match Observer::open(&settings) {
         Err(Error::NoActiveInitiative(_)) => {

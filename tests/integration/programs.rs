@@ -415,3 +415,26 @@ fn adopt_mode_starts_a_self_daemonizing_program_and_brings_it_back() {
     );
     assert!(is_alive(stranger.pid));
 }
+
+#[test]
+fn status_watch_redraws_until_interrupted() {
+    let p = Programs::new("[worker.w]\ncommand = [\"sleep\", \"1006\"]\n");
+    let out = p.path().join("watch.out");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pidwatch"));
+    cmd.current_dir(p.path())
+        .env("HOME", p.path().join("home"))
+        .args([
+            "--config",
+            &p.config().display().to_string(),
+            "status",
+            "--watch",
+        ]);
+    let mut watch = Monitor::spawn(cmd, &out);
+    wait_for("two frames", Duration::from_secs(20), || {
+        watch.output().matches("\u{1b}[H\u{1b}[2J").count() >= 2
+    });
+    watch.signal(nix::sys::signal::Signal::SIGINT);
+    let (code, text) = watch.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("not_started"), "{text}");
+}
