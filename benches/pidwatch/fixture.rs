@@ -256,7 +256,7 @@ impl Orchestration {
             id: INITIATIVE.into(),
             name: "pidwatch bench".into(),
         };
-        pidwatch::observe::worker_log_path(&self.log_dir(), worker, &initiative)
+        pidwatch::source::orchestrator::worker_log_path(&self.log_dir(), worker, &initiative)
     }
 
     /// Removes the logs of this orchestration's workers from `logs/`
