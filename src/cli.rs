@@ -57,6 +57,12 @@ pub enum ColorChoice {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
+    /// Workers from this config file [default: ./pidwatch.toml, then
+    /// $XDG_CONFIG_HOME/pidwatch/pidwatch.toml, then /etc/pidwatch/pidwatch.toml,
+    /// unless --dir is given; without one: the orchestrator]
+    #[arg(long, global = true, env = "PIDWATCH_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// The orchestrator dir, holding `pids/` and `logs/` [default: .claude/orchestrator]
     #[arg(long, global = true, env = "PIDWATCH_DIR", value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -143,6 +149,38 @@ reopens monitor.log, looks up the active initiative and reopens the task DB
     /// Clear a worker's restart attempts and given-up mark
     #[command(after_help = "Examples:\n  pidwatch reset Stream-B")]
     Reset(ResetArgs),
+
+    /// Start workers of the config file (detached, in parallel; dependencies first)
+    #[command(after_help = "\
+Examples:
+  pidwatch start --all
+  pidwatch start code review@2
+
+Exit codes: 0 all started (or running already); 1 some failed; 2 all failed,
+or a usage or configuration error. Each failure is said with its reason.")]
+    Start(TargetArgs),
+
+    /// Stop workers of the config file: stop_signal, stop_timeout, then SIGKILL; they stay stopped
+    #[command(after_help = "Examples:\n  pidwatch stop --all\n  pidwatch stop code")]
+    Stop(TargetArgs),
+
+    /// Stop, then start workers of the config file
+    #[command(after_help = "Examples:\n  pidwatch restart code@1")]
+    Restart(TargetArgs),
+
+    /// Print a worker's log (the last lines; -f follows it)
+    #[command(after_help = "Examples:\n  pidwatch logs code@1 -n 50\n  pidwatch logs redis -f")]
+    Logs(LogsArgs),
+
+    /// Work with the config file
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
+    /// Write a commented config file to start from (never over an existing file)
+    #[command(
+        after_help = "Examples:\n  pidwatch init\n  pidwatch init /etc/pidwatch/pidwatch.toml"
+    )]
+    Init(InitArgs),
 
     /// Print shell completions for bash, zsh or fish
     #[command(after_help = "\
@@ -287,6 +325,10 @@ pub struct RunArgs {
 /// Options of `status`.
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
+    /// Redraw in place every second, like top, until q or Ctrl-C
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
+
     /// The restart cap the monitor runs with, to show attempts against
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub max_restarts: u32,
@@ -317,6 +359,50 @@ pub struct WrapperArgs {
     /// 0755), safe while wrappers run from the old one; without it, print it
     #[arg(long, value_name = "PATH")]
     pub install: Option<PathBuf>,
+}
+
+/// Which workers `start`, `stop` and `restart` act on.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Worker names (all their instances) or instance ids (`name@instance`)
+    #[arg(value_name = "WORKER", required_unless_present = "all")]
+    pub workers: Vec<String>,
+
+    /// Every worker of the config file
+    #[arg(long, conflicts_with = "workers")]
+    pub all: bool,
+}
+
+/// Options of `logs`.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// The worker (an instance id, or a name with one instance)
+    pub worker: String,
+
+    /// How many of the last lines
+    #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
+    pub lines: usize,
+
+    /// Follow the log as it grows (also across rotations), until Ctrl-C
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+/// `pidwatch config …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config file: every problem with file:line:col; exit 0 or 2
+    #[command(
+        after_help = "Examples:\n  pidwatch config check\n  pidwatch --config /etc/pidwatch/pidwatch.toml config check"
+    )]
+    Check,
+}
+
+/// Options of `init`.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Where to write it [default: ./pidwatch.toml, or --config]
+    pub path: Option<PathBuf>,
 }
 
 /// Options of `completions`.

@@ -113,6 +113,14 @@ pub struct Environment {
     pub stdout_is_terminal: bool,
     /// `JOURNAL_STREAM` is set.
     pub journal_stream: bool,
+    /// `XDG_CONFIG_HOME`, when set and absolute.
+    pub xdg_config_home: Option<PathBuf>,
+    /// `XDG_STATE_HOME`, when set and absolute.
+    pub xdg_state_home: Option<PathBuf>,
+    /// The effective user is root.
+    pub is_root: bool,
+    /// The host name (uname(2)'s nodename), for `%h`.
+    pub host: String,
 }
 
 impl Environment {
@@ -134,8 +142,107 @@ impl Environment {
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             stdout_is_terminal: std::io::stdout().is_terminal(),
             journal_stream: std::env::var_os("JOURNAL_STREAM").is_some(),
+            xdg_config_home: xdg("XDG_CONFIG_HOME"),
+            xdg_state_home: xdg("XDG_STATE_HOME"),
+            is_root: nix::unistd::geteuid().is_root(),
+            host: nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into()),
         }
     }
+}
+
+/// An XDG base directory variable, when set to an absolute path (the
+/// specification ignores relative ones).
+fn xdg(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+}
+
+/// The config file to use: `--config` (or `PIDWATCH_CONFIG`), else, unless
+/// `--dir` names an orchestrator dir, the first of `./pidwatch.toml`,
+/// `$XDG_CONFIG_HOME/pidwatch/pidwatch.toml` and
+/// `/etc/pidwatch/pidwatch.toml` that exists; `None`: the orchestrator.
+pub fn find_config(global: &GlobalArgs, env: &Environment) -> Option<PathBuf> {
+    if global.config.is_none() && global.dir.is_some() {
+        return None;
+    }
+    crate::source::config::discover(
+        global.config.as_deref(),
+        &env.cwd,
+        env.xdg_config_home.as_deref(),
+        env.home.as_deref(),
+    )
+}
+
+/// Reads and validates the config file at `path`.
+///
+/// Errors ([`Error::Config`], exit 2): every problem in it, one a line,
+/// `file:line:col: field: what is wrong`.
+pub fn load_config(path: &Path, env: &Environment) -> Result<crate::source::config::ConfigFile> {
+    let ctx = crate::source::config::ParseContext {
+        host: env.host.clone(),
+        home: env.home.clone(),
+    };
+    crate::source::config::load(path, &ctx).map_err(|errors| {
+        Error::Config(
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
+}
+
+/// The paths of a config file's workers: everything lives in its state dir
+/// (`state_dir`, else `$XDG_STATE_HOME/pidwatch/<config name>` for a user,
+/// `/var/lib/pidwatch` for root).
+///
+/// Errors ([`Error::Config`]): no state dir can be derived (no home).
+pub fn config_paths(
+    file: &crate::source::config::ConfigFile,
+    global: &GlobalArgs,
+    env: &Environment,
+) -> Result<Paths> {
+    let state_dir = match &file.state_dir {
+        Some(dir) => dir.clone(),
+        None => crate::source::config::default_state_dir(
+            &file.name,
+            env.is_root,
+            env.xdg_state_home.as_deref(),
+            env.home.as_deref(),
+        )
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{}: no state_dir, and HOME is not set to derive one; set state_dir",
+                file.path.display()
+            ))
+        })?,
+    };
+    let under = |opt: &Option<PathBuf>, default: &str| match opt {
+        Some(p) => absolute(&env.cwd, p),
+        None => state_dir.join(default),
+    };
+    Ok(Paths {
+        pid_dir: state_dir.join("pids"),
+        log_dir: state_dir.join("logs"),
+        state_db: under(&global.state_db, "pidwatch.db"),
+        log_file: under(&global.log_file, "logs/monitor.log"),
+        lock_file: state_dir.join("pidwatch.lock"),
+        wrapper: PathBuf::new(),
+        tasks_db: PathBuf::new(),
+        memory_db: PathBuf::new(),
+        workspace: file.name.clone(),
+        project_root: file
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/")),
+        dir: state_dir,
+    })
 }
 
 /// Makes `path` absolute against `cwd` and removes `.` and `..` components
@@ -275,10 +382,21 @@ pub fn color_enabled(global: &GlobalArgs, env: &Environment) -> bool {
 
 /// Resolves all settings of a command.
 ///
-/// Errors ([`Error::Config`], exit 2): as [`resolve_paths`], or a duration
-/// option that is not a number of seconds ≥ 0.
+/// Workers come from a config file when one is found ([`find_config`]),
+/// else from the orchestrator.
+///
+/// Errors ([`Error::Config`], exit 2): as [`resolve_paths`], an invalid
+/// config file ([`load_config`]), or a duration option that is not a
+/// number of seconds ≥ 0.
 pub fn resolve(global: &GlobalArgs, restart: &RestartArgs, env: &Environment) -> Result<Settings> {
-    let paths = resolve_paths(global, restart.wrapper.as_deref(), env)?;
+    let programs = match find_config(global, env) {
+        Some(path) => Some(std::sync::Arc::new(load_config(&path, env)?)),
+        None => None,
+    };
+    let paths = match &programs {
+        Some(file) => config_paths(file, global, env)?,
+        None => resolve_paths(global, restart.wrapper.as_deref(), env)?,
+    };
     let policy = Policy {
         auto_restart: restart.auto_restart,
         max_restarts: restart.max_restarts,
@@ -297,7 +415,7 @@ pub fn resolve(global: &GlobalArgs, restart: &RestartArgs, env: &Environment) ->
     let color = color_enabled(global, env);
     Ok(Settings {
         paths,
-        programs: None,
+        programs,
         initiative: global.initiative.clone().filter(|i| !i.is_empty()),
         policy,
         spawn,

@@ -81,10 +81,25 @@ pub fn dispatch(cli: Cli, env: &Environment) -> Result<i32> {
         Command::Check(args) => {
             commands::check::run(&config::resolve(&global, &args.restart, env)?)
         }
-        Command::Run(args) => daemon::run(&config::resolve(&global, &args.restart, env)?, &args),
+        Command::Run(mut args) => {
+            // The monitor of a config file's workers is what keeps them
+            // running: it always restarts (their restart mode says when).
+            if config::find_config(&global, env).is_some() {
+                args.restart.auto_restart = true;
+            }
+            daemon::run(&config::resolve(&global, &args.restart, env)?, &args)
+        }
         Command::Status(args) => commands::status(&global, &args, env),
         Command::History(args) => commands::history(&global, &args, env),
         Command::Reset(args) => commands::reset(&global, &args, env),
+        Command::Start(args) => commands::programs::start(&global, &args, env),
+        Command::Stop(args) => commands::programs::stop(&global, &args, env),
+        Command::Restart(args) => commands::programs::restart(&global, &args, env),
+        Command::Logs(args) => commands::programs::logs(&global, &args, env),
+        Command::Config(cli::ConfigCommand::Check) => {
+            commands::programs::config_check(&global, env)
+        }
+        Command::Init(args) => commands::programs::init(&global, &args, env),
         Command::Demo(args) => commands::demo::run(&args, config::color_enabled(&global, env)),
         Command::Completions(args) => {
             let mut out = Vec::new();

@@ -57,6 +57,30 @@ pub fn is_hidden(c: char) -> bool {
             | '\u{FEFF}' | '\u{061C}')
 }
 
+/// A worker's own output made safe for a terminal: hidden characters (see
+/// [`is_hidden`]) escaped as `\u{…}`, tabs kept.
+pub fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if is_hidden(c) && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// [`escape_controls`], keeping newlines.
+pub fn escape_controls_keep_newlines(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| match line.strip_suffix('\n') {
+            Some(body) => format!("{}\n", escape_controls(body)),
+            None => escape_controls(line),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

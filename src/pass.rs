@@ -16,8 +16,8 @@ use crate::core::{
     liveness,
 };
 use crate::error::Result;
-use crate::source::WorkerDef;
 use crate::observe::{Observation, Observer};
+use crate::source::WorkerDef;
 use crate::store::monitor_log::MonitorLog;
 use crate::store::statedb::StateDb;
 

@@ -290,10 +290,14 @@ impl Report {
         let widths: Vec<usize> = (0..columns)
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
             .collect();
-        let mut out = crate::store::monitor_log::one_line(&format!(
-            "Initiative: {} ({})",
-            self.initiative.name, self.initiative.id
-        )) + "\n";
+        let heading = match self.initiative.id.strip_prefix("config:") {
+            Some(_) => format!("Config: {}", self.initiative.name),
+            None => format!(
+                "Initiative: {} ({})",
+                self.initiative.name, self.initiative.id
+            ),
+        };
+        let mut out = crate::store::monitor_log::one_line(&heading) + "\n";
         for (i, row) in rows.iter().enumerate() {
             let mut line = String::new();
             for (c, cell) in row.iter().enumerate() {

@@ -365,12 +365,12 @@ impl<'a> Actor<'a> {
             });
             return;
         }
-        let report = spawn::stop_members(
-            &self.observer.procfs,
-            members,
-            cgroups,
-            self.settings.spawn.stop_timeout,
-        );
+        let timeout = self
+            .observer
+            .source
+            .stop_timeout(worker)
+            .unwrap_or(self.settings.spawn.stop_timeout);
+        let report = spawn::stop_members(&self.observer.procfs, members, cgroups, timeout);
         let list = |v: &[i32]| {
             v.iter()
                 .map(|p| p.to_string())

@@ -373,7 +373,7 @@ impl Pinned {
 /// What [`stop_members`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StopReport {
-    /// PIDs sent SIGTERM.
+    /// PIDs sent SIGTERM (or the stop signal given).
     pub terminated: Vec<i32>,
     /// PIDs that outlived the timeout and were sent SIGKILL.
     pub killed: Vec<i32>,
@@ -395,6 +395,24 @@ pub fn stop_members(
     procfs: &Procfs,
     members: &[Member],
     cgroups: &[String],
+    timeout: Duration,
+) -> StopReport {
+    stop_members_with(
+        procfs,
+        members,
+        cgroups,
+        nix::sys::signal::Signal::SIGTERM,
+        timeout,
+    )
+}
+
+/// Like [`stop_members`], with `first` sent instead of SIGTERM (a
+/// program's `stop_signal`).
+pub fn stop_members_with(
+    procfs: &Procfs,
+    members: &[Member],
+    cgroups: &[String],
+    first: nix::sys::signal::Signal,
     timeout: Duration,
 ) -> StopReport {
     use nix::sys::signal::Signal;
@@ -425,7 +443,7 @@ pub fn stop_members(
         }
     }
     for p in &pinned {
-        p.signal(Signal::SIGTERM);
+        p.signal(first);
         report.terminated.push(p.pid);
     }
     // The pidfds tell the moment each exits.

@@ -112,7 +112,7 @@ pub fn run(settings: &Settings) -> Result<i32> {
     );
 
     let acting = settings.policy.auto_restart && !settings.spawn.dry_run;
-    if acting && let Err(why) = crate::act::spawn::check_wrapper(&settings.paths.wrapper) {
+    if acting && let Err(why) = observer.source.check_spawn() {
         log.file_only(Level::Error, &why);
         return Err(Error::Config(why));
     }

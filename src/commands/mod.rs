@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod programs;
 
 use std::collections::BTreeMap;
 

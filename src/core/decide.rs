@@ -409,11 +409,10 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot) -> Decision {
     for worker in &snapshot.workers {
         let (alive, pid) = liveness(worker);
         let deps_complete = !in_cycle.contains(worker.id.as_str())
-            && worker.dependencies.iter().all(|dep| {
-                known
-                    .get(dep.as_str())
-                    .is_some_and(|d| dependency_met(d))
-            });
+            && worker
+                .dependencies
+                .iter()
+                .all(|dep| known.get(dep.as_str()).is_some_and(|d| dependency_met(d)));
         // A program has its own caps and backoff; whether to act is the command's.
         let own_policy;
         let policy = match &worker.program {
@@ -692,9 +691,7 @@ fn plan(
     }
     match verdict {
         Verdict::NotStarted if worker.program.is_some() => {
-            decision
-                .actions
-                .push(Action::Start { worker: id.clone() });
+            decision.actions.push(Action::Start { worker: id.clone() });
         }
         // A program that its restart mode leaves as it is.
         Verdict::Dead if matches!(reason, Some(Reason::Exited(_))) => {}

@@ -50,8 +50,8 @@ use crate::daemon::signals::Signals;
 use crate::daemon::watches::{Watched, Watches};
 use crate::error::{EXIT_OK, Error, Result};
 use crate::observe::Observer;
-use crate::source::WorkerDef;
 use crate::pass;
+use crate::source::WorkerDef;
 use crate::store::monitor_log::{Level, MonitorLog};
 use crate::store::statedb::{EventKind, NewEvent, StateDb};
 
@@ -83,6 +83,7 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
     }
     if settings.policy.auto_restart
         && !settings.spawn.dry_run
+        && settings.programs.is_none()
         && let Err(why) = crate::act::spawn::check_wrapper(&settings.paths.wrapper)
     {
         return Err(Error::Config(why));
@@ -345,8 +346,7 @@ impl Monitor {
 
     fn journal(&self, kind: EventKind, event: NewEvent<'_>) {
         if let Some(state) = &self.state
-            && let Err(e) =
-                state.journal(Utc::now(), Some(&self.observer.scope().id), kind, event)
+            && let Err(e) = state.journal(Utc::now(), Some(&self.observer.scope().id), kind, event)
         {
             crate::output::print_stderr(&format!("pidwatch: {e}"));
         }
@@ -668,9 +668,12 @@ impl Monitor {
                 continue;
             };
             if let Some(raw) = crate::act::spawn::raw_status(status) {
-                self.observer
-                    .source
-                    .child_exited(&child.worker, &child.incarnation, child.pid, raw);
+                self.observer.source.child_exited(
+                    &child.worker,
+                    &child.incarnation,
+                    child.pid,
+                    raw,
+                );
                 child.noted = true;
             }
         }

@@ -127,7 +127,8 @@ impl Observer {
         only: Option<&BTreeSet<String>>,
     ) -> Result<Observation> {
         let reading = self.source.read(only)?;
-        let scope: Option<BTreeSet<String>> = only.map(|_| reading.workers.keys().cloned().collect());
+        let scope: Option<BTreeSet<String>> =
+            only.map(|_| reading.workers.keys().cloned().collect());
         let warnings = reading.warnings;
         let key = &self.source.scope().id;
         let records = match state {
@@ -258,9 +259,7 @@ impl Observer {
         } else {
             self.exit_of(&def.id, incarnation.as_ref())
         };
-        let started = self
-            .source
-            .ran_before(&def.id, self.procfs.boot_time());
+        let started = self.source.ran_before(&def.id, self.procfs.boot_time());
         let program = self.source.program(&def.id, incarnation.as_ref());
         let pidfile_fresh_until = self.fresh_until(&path, &reading);
         Ok(WorkerSnapshot {
@@ -426,7 +425,6 @@ impl Observer {
             cutoff,
         ))
     }
-
 }
 
 /// The initiative to watch: `--initiative` (named from the memory DB when it
@@ -443,4 +441,3 @@ pub fn resolve_initiative(settings: &Settings) -> Result<Initiative> {
         None => taskdb::active_initiative(&settings.paths.memory_db),
     }
 }
-

@@ -208,7 +208,8 @@ impl WorkerSource for Programs {
             ready: spec.ready.as_ref().map(|_| {
                 probe.is_some_and(|p| current.is_some() && p.ready_for.as_deref() == current)
             }),
-            unhealthy: probe.is_some_and(|p| current.is_some() && p.unhealthy.as_deref() == current),
+            unhealthy: probe
+                .is_some_and(|p| current.is_some() && p.unhealthy.as_deref() == current),
         })
     }
 
@@ -304,7 +305,10 @@ impl WorkerSource for Programs {
                 pidfile::read(&adopt.pidfile, procfs.pid_max())
                 && let Ok(ProcessReading::Alive(info)) = procfs.observe(pid)
                 && !info.has_exited()
-                && matches!(self.identify(procfs, worker, pid), Candidate::Wrapper { .. })
+                && matches!(
+                    self.identify(procfs, worker, pid),
+                    Candidate::Wrapper { .. }
+                )
             {
                 return Started::Running(pid);
             }

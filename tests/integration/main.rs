@@ -5,6 +5,7 @@ mod events;
 mod files;
 mod hygiene;
 mod incarnations;
+mod programs;
 mod restart;
 mod service;
 mod util;

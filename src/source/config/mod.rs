@@ -1,13 +1,32 @@
 //! Workers from a TOML config file (`pidwatch.toml`): the parsed, validated
 //! and expanded model that the rest of pidwatch works with.
 //!
-//! Parsing and validation live in [`parse`]; instance expansion (`%i`,
+//! Parsing and validation live in [`mod@parse`]; instance expansion (`%i`,
 //! `%f`, `%h`, `%%`) in [`expand`]; the commented template of `pidwatch
-//! init` in [`template`]; where the file is found in [`discover`].
+//! init` in [`template`]; where the file is found in [`mod@discover`].
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub mod discover;
+pub mod expand;
+pub mod parse;
+pub mod template;
+
+pub use discover::{default_state_dir, discover};
+pub use parse::{load, parse};
+pub use template::TEMPLATE;
+
+/// What a config file's values may refer to besides the file itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseContext {
+    /// The host name, for `%h` (e.g. from gethostname(2)).
+    pub host: String,
+    /// The home directory, for `~` and `~/…` (`$HOME`); `None`: a path
+    /// starting with `~` is an error.
+    pub home: Option<PathBuf>,
+}
 
 /// A command to run.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,417 @@
+//! Workers from a config file: `config check`, `init`, `start`, `stop`,
+//! `run`, adopt mode, secrets. Real processes, the real binary.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::util::{Monitor, is_alive, kill_processes_under, remove_cgroups_of, wait_for};
+
+/// A folder with a `pidwatch.toml` whose state dir is `<tmp>/state`; every
+/// process working under it is killed, and its cgroups removed, on drop.
+struct Programs {
+    tmp: TempDir,
+}
+
+impl Drop for Programs {
+    fn drop(&mut self) {
+        kill_processes_under(self.tmp.path());
+        remove_cgroups_of(&self.state().join("pidwatch.db"));
+    }
+}
+
+impl Programs {
+    fn new(config: &str) -> Programs {
+        let tmp = tempfile::Builder::new()
+            .prefix("pidwatch-programs")
+            .tempdir()
+            .unwrap();
+        let p = Programs { tmp };
+        p.write_config(config);
+        p
+    }
+
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path().join("pidwatch.toml")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    fn write_config(&self, body: &str) {
+        fs::write(self.config(), format!("state_dir = \"state\"\n{body}")).unwrap();
+    }
+
+    fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
+        cmd.current_dir(self.path())
+            .env("HOME", self.path().join("home"))
+            .arg("--config")
+            .arg(self.config())
+            .timeout(Duration::from_secs(60));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PIDWATCH_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd
+    }
+
+    /// Runs pidwatch; returns (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cmd().args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn status(&self) -> Value {
+        let (_, out, err) = self.run(&["status", "--json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"))
+    }
+
+    fn verdict(&self, id: &str) -> String {
+        let status = self.status();
+        crate::util::worker(&status, id)["verdict"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The PID in the worker's PID file, when it names a live process.
+    fn live_pid(&self, id: &str) -> Option<i32> {
+        let text = fs::read_to_string(self.state().join(format!("pids/{id}.pid"))).ok()?;
+        let pid: i32 = text.trim().parse().ok()?;
+        (is_alive(pid) && crate::util::proc_state(pid) != Some('Z')).then_some(pid)
+    }
+
+    /// Live processes that work under this folder whose command line
+    /// (arguments joined by spaces) is `needle`, or contains it when it
+    /// ends with `…`.
+    fn count(&self, needle: &str) -> usize {
+        let (needle, partial) = match needle.strip_suffix('…') {
+            Some(n) => (n, true),
+            None => (needle, false),
+        };
+        crate::util::processes_under(self.path())
+            .into_iter()
+            .filter(|pid| crate::util::proc_state(*pid) != Some('Z'))
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let line = String::from_utf8_lossy(&c).replace('\0', " ");
+                    let line = line.trim_end();
+                    if partial {
+                        line.contains(needle)
+                    } else {
+                        line == needle
+                    }
+                })
+            })
+            .count()
+    }
+
+    fn monitor(&self) -> Monitor {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pidwatch"));
+        cmd.current_dir(self.path())
+            .env("HOME", self.path().join("home"))
+            .args(["--config", &self.config().display().to_string(), "run"]);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PIDWATCH_") {
+                cmd.env_remove(key);
+            }
+        }
+        Monitor::spawn(cmd, &self.path().join("monitor.out"))
+    }
+}
+
+#[test]
+fn config_check_reports_every_problem_with_its_place() {
+    let p = Programs::new(
+        "[worker.code]\ncommand = [\"sleep\", \"100\"]\nstop_timeout = \"ten\"\n\n\
+         [worker.web]\ncommand = \"exec sleep 100\"\nstop_timout = 5\nrestart = \"sometimes\"\n",
+    );
+    let (code, _, err) = p.run(&["config", "check"]);
+    assert_eq!(code, 2, "{err}");
+    let file = p.config().display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{file}:4:16: worker.code.stop_timeout: expected seconds, found \"ten\""
+        )),
+        "{err}"
+    );
+    assert!(err.contains("worker.web.stop_timout"), "{err}");
+    assert!(err.contains("did you mean `stop_timeout`"), "{err}");
+    assert!(err.contains("worker.web.restart"), "{err}");
+    // Any command that reads the file refuses it the same way.
+    let (code, _, err) = p.run(&["check"]);
+    assert_eq!(code, 2, "{err}");
+    p.write_config("[worker.code]\ncommand = [\"sleep\", \"100\"]\n");
+    let (code, out, err) = p.run(&["config", "check"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("valid"), "{out}");
+}
+
+#[test]
+fn init_writes_a_template_that_checks_and_never_overwrites() {
+    let p = Programs::new("");
+    let target = p.path().join("new.toml");
+    let (code, out, err) = p.run(&["init", &target.display().to_string()]);
+    assert_eq!(code, 0, "{out} {err}");
+    let checked = assert_cmd::Command::new(env!("CARGO_BIN_EXE_pidwatch"))
+        .current_dir(p.path())
+        .env("HOME", p.path())
+        .args(["--config", &target.display().to_string(), "config", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(0), "{err}");
+    let before = fs::read(&target).unwrap();
+    let (code, _, err) = p.run(&["init", &target.display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(fs::read(&target).unwrap(), before);
+}
+
+#[test]
+fn a_command_that_needs_a_config_says_how_to_make_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_pidwatch"))
+        .current_dir(tmp.path())
+        .env("HOME", tmp.path())
+        .env("XDG_CONFIG_HOME", tmp.path().join("xdg"))
+        .env_remove("PIDWATCH_CONFIG")
+        .args(["start", "--all"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pidwatch init"), "{err}");
+}
+
+#[test]
+fn start_runs_instances_after_what_they_depend_on_and_keeps_secrets() {
+    let p = Programs::new(
+        "[worker.db]\ncommand = [\"sleep\", \"1001\"]\n\
+         ready = { command = \"test -e db.ready || { touch db.ready; exit 1; }\", interval = 0.05 }\n\n\
+         [worker.app]\ncommand = \"echo app %i token=$API_TOKEN >&2; exec sleep 1002\"\n\
+         instances = 2\ndepends_on = [\"db\"]\nenv = { API_TOKEN = \"hunter2-secret\", MODE = \"fast\" }\n",
+    );
+    let (code, out, err) = p.run(&["start", "--all"]);
+    assert_eq!(code, 0, "{out} {err}");
+    for id in ["db", "app@1", "app@2"] {
+        assert!(p.live_pid(id).is_some(), "{id} runs");
+    }
+    // The dependency came first: its readiness probe passed (it made
+    // db.ready) before the app instances were started.
+    let db_started = fs::metadata(p.state().join("pids/db.pid"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let app_started = fs::metadata(p.state().join("pids/app@1.pid"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let ready_at = fs::metadata(p.path().join("db.ready"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert!(db_started <= ready_at && ready_at <= app_started);
+    wait_for("app@1's output", Duration::from_secs(10), || {
+        fs::read_to_string(p.state().join("logs/app@1.log")).is_ok_and(|t| t.contains("app 1"))
+    });
+    let status = p.status();
+    assert_eq!(crate::util::worker(&status, "app@2")["verdict"], "running");
+    // The secret is the worker's own, never pidwatch's to show.
+    let (_, logs, _) = p.run(&["logs", "app@1"]);
+    assert!(logs.contains("token="), "{logs}");
+    for text in [
+        status.to_string(),
+        fs::read_to_string(p.state().join("logs/monitor.log")).unwrap_or_default(),
+        out,
+        err,
+    ] {
+        assert!(!text.contains("hunter2-secret"), "{text}");
+    }
+    // Started twice, it is still one worker each.
+    let (code, _, _) = p.run(&["start", "--all"]);
+    assert_eq!(code, 0);
+    assert_eq!(p.count("sleep 1002"), 2);
+}
+
+#[test]
+fn start_goes_on_past_a_failure_and_says_it() {
+    let p = Programs::new(
+        "[worker.good]\ncommand = [\"sleep\", \"1003\"]\n\
+         [worker.bad]\ncommand = [\"no-such-program-pidwatch\"]\n",
+    );
+    let (code, _, err) = p.run(&["start", "--all"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("bad failed to start") && err.contains("command not found"),
+        "{err}"
+    );
+    assert!(p.live_pid("good").is_some());
+    let (code, _, err) = p.run(&["start", "bad"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = p.run(&["start", "nobody"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no worker \"nobody\""), "{err}");
+}
+
+#[test]
+fn stop_kills_a_worker_that_ignores_sigterm_with_its_children_and_run_leaves_it_stopped() {
+    let p = Programs::new(
+        "[worker.stubborn]\ncommand = \"trap '' TERM; sleep 1004 & sleep 1004; wait\"\n\
+         stop_timeout = 0.3\n",
+    );
+    let (code, _, err) = p.run(&["start", "stubborn"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for("both sleeps", Duration::from_secs(10), || {
+        p.count("sleep 1004") == 2
+    });
+    let (code, out, err) = p.run(&["stop", "stubborn"]);
+    assert_eq!(code, 0, "{out} {err}");
+    wait_for("nothing of it left", Duration::from_secs(10), || {
+        p.count("sleep 1004") == 0 && p.count("trap…") == 0
+    });
+    assert_eq!(p.verdict("stubborn"), "stopped");
+    // The monitor leaves a stopped worker stopped.
+    let monitor = p.monitor();
+    wait_for("the monitor's first pass", Duration::from_secs(20), || {
+        monitor.output().contains("containment")
+            && fs::read_to_string(p.state().join("logs/monitor.log"))
+                .is_ok_and(|l| l.contains("Starting monitor"))
+    });
+    p.run(&["check"]);
+    assert_eq!(p.count("sleep 1004"), 0, "{}", monitor.output());
+    assert_eq!(p.verdict("stubborn"), "stopped");
+    // start brings it back. (With the monitor gone: while one runs, start
+    // waits for its lock.)
+    drop(monitor);
+    let (code, _, err) = p.run(&["start", "stubborn"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(p.verdict("stubborn"), "running");
+}
+
+#[test]
+fn run_starts_every_worker_and_restarts_a_killed_one_never_two() {
+    let p = Programs::new(
+        "[worker.w]\ncommand = [\"sleep\", \"1005\"]\ninstances = 3\nrestart_delay = 0\n",
+    );
+    let _monitor = p.monitor();
+    wait_for("all three running", Duration::from_secs(20), || {
+        ["w@1", "w@2", "w@3"]
+            .iter()
+            .all(|id| p.live_pid(id).is_some())
+    });
+    let victim = p.live_pid("w@2").unwrap();
+    crate::util::kill9(victim);
+    wait_for("w@2 restarted", Duration::from_secs(20), || {
+        p.live_pid("w@2").is_some_and(|pid| pid != victim)
+    });
+    assert_eq!(p.count("sleep 1005"), 3, "never two of one worker");
+}
+
+#[test]
+fn run_leaves_a_program_that_exited_cleanly_alone_and_restarts_a_failed_one() {
+    let p = Programs::new(
+        "[worker.done]\ncommand = \"exit 0\"\n\
+         [worker.crash]\ncommand = \"echo crashed >> crashes; exit 3\"\nrestart_delay = 0\nmax_restarts = 2\n",
+    );
+    let monitor = p.monitor();
+    wait_for("crash to be given up", Duration::from_secs(20), || {
+        p.verdict("crash") == "given_up"
+    });
+    assert_eq!(
+        fs::read_to_string(p.path().join("crashes"))
+            .unwrap()
+            .lines()
+            .count(),
+        3,
+        "the first start and two restarts: {}",
+        monitor.output()
+    );
+    assert_eq!(p.verdict("done"), "completed");
+}
+
+/// A program that daemonizes itself as Celery does: `start` forks a child
+/// into a new session and exits; the daemon writes its PID file with
+/// O_EXCL (`set -C`), as `PID\n`, removes a stale one first, and removes
+/// its own at exit. (A stale PID file names a process that is gone or a
+/// zombie not yet reaped by init.)
+const FAKE_CELERY: &str = r#"#!/bin/sh
+if [ "$1" = start ]; then
+  setsid "$0" --daemon "$2" </dev/null >/dev/null 2>&1 &
+  i=0; while [ ! -s "$2" ] && [ $i -lt 200 ]; do sleep 0.02; i=$((i+1)); done
+  exit 0
+fi
+old=$(cat "$2" 2>/dev/null)
+case "$(awk '{print $3}' "/proc/$old/stat" 2>/dev/null)" in ''|Z|X) rm -f "$2";; esac
+set -C
+echo $$ > "$2" || exit 1
+trap 'rm -f "$2"; exit 0' TERM INT
+while :; do sleep 0.2 & wait $!; done
+"#;
+
+#[test]
+fn adopt_mode_starts_a_self_daemonizing_program_and_brings_it_back() {
+    let p = Programs::new("");
+    let script = p.path().join("fake-celery");
+    fs::write(&script, FAKE_CELERY).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let run = p.path().join("run");
+    fs::create_dir_all(&run).unwrap();
+    p.write_config(&format!(
+        "[worker.celery]\ninstances = [\"code\"]\ncommand = [\"{s}\", \"--daemon\", \"{r}/%i.pid\"]\n\
+         pidfile = \"{r}/%i.pid\"\nstart = [\"{s}\", \"start\", \"{r}/%i.pid\"]\n\
+         match = \"fake-celery --daemon\"\nrestart_delay = 0\n",
+        s = script.display(),
+        r = run.display()
+    ));
+    let (code, out, err) = p.run(&["start", "--all"]);
+    assert_eq!(code, 0, "{out} {err}");
+    let pidfile = run.join("code.pid");
+    let first: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(is_alive(first));
+    assert_eq!(p.verdict("celery@code"), "running");
+    let _monitor = p.monitor();
+    crate::util::kill9(first);
+    wait_for("a new daemon", Duration::from_secs(20), || {
+        fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .is_some_and(|pid| pid != first && is_alive(pid))
+    });
+    assert_eq!(p.count("fake-celery --daemon…"), 1, "never two");
+    // A PID file naming a stranger proves nothing: it is not signalled.
+    let stranger = crate::util::Proc::sleep();
+    drop(_monitor);
+    let (code, _, _) = p.run(&["stop", "--all"]);
+    assert_eq!(code, 0);
+    wait_for("the daemon gone", Duration::from_secs(10), || {
+        p.count("fake-celery --daemon…") == 0
+    });
+    fs::write(&pidfile, format!("{}\n", stranger.pid)).unwrap();
+    let (_, out, _) = p.run(&["check", "--json"]);
+    assert!(
+        out.contains("not_the_worker") || out.contains("stopped"),
+        "{out}"
+    );
+    assert!(is_alive(stranger.pid));
+}
