@@ -23,7 +23,7 @@
 //! (`stdout_logfile=<dir>/%(program_name)s_%(process_num)04d.log`,
 //! `redirect_stderr=true`), as pidwatch does.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -388,9 +388,12 @@ pub(crate) struct Children {
     supervisor: i32,
     /// The children seen running `sleep 100000`, still listed.
     pub(crate) running: HashSet<i32>,
-    /// Every PID ever in `running`: a worker SIGKILLed a moment ago may
-    /// still show its `cmdline` while it exits, and must not count as new.
-    seen: HashSet<i32>,
+    /// The workers the bench killed that the supervisor has not reaped
+    /// yet, with their start times: one SIGKILLed a moment ago still shows
+    /// its `cmdline` while it exits, and must not count as new. (PIDs wrap
+    /// quickly where `pid_max` is 32768: a PID once killed may be a new
+    /// worker's later.)
+    dying: HashMap<i32, u64>,
 }
 
 impl Children {
@@ -398,7 +401,7 @@ impl Children {
         Children {
             supervisor,
             running: HashSet::new(),
-            seen: HashSet::new(),
+            dying: HashMap::new(),
         }
     }
 
@@ -421,20 +424,37 @@ impl Children {
 
     /// Reads the children again: forgets those no longer listed, and
     /// returns how many new ones became workers (exec'd `sleep 100000`)
-    /// since; a PID counts once.
+    /// since.
     fn refresh(&mut self) -> usize {
         let listed = self.listed();
         let now: HashSet<i32> = listed.iter().copied().collect();
         self.running.retain(|p| now.contains(p));
+        self.dying.retain(|p, _| now.contains(p));
         let mut new = 0;
         for pid in listed {
-            if !self.seen.contains(&pid) && is_worker(pid) {
-                self.seen.insert(pid);
+            if self.running.contains(&pid) {
+                continue;
+            }
+            if let Some(&started) = self.dying.get(&pid) {
+                if procs::stat(pid).is_some_and(|s| s.start_ticks == started) {
+                    continue;
+                }
+                self.dying.remove(&pid);
+            }
+            if is_worker(pid) {
                 self.running.insert(pid);
                 new += 1;
             }
         }
         new
+    }
+
+    /// Stops counting the running worker `pid`, about to be killed.
+    fn forget(&mut self, pid: i32) {
+        if let Some(s) = procs::stat(pid) {
+            self.dying.insert(pid, s.start_ticks);
+        }
+        self.running.remove(&pid);
     }
 }
 
@@ -576,9 +596,9 @@ fn kill_loop(
         let old = candidates[rng.below(candidates.len())];
         let contained = procs::in_other_cgroup(old);
         let at = chrono::Local::now().naive_local();
+        children.forget(old);
         let t0 = Instant::now();
         let _ = kill(Pid::from_raw(old), Signal::SIGKILL);
-        children.running.remove(&old);
         let latency = loop {
             if children.refresh() > 0 {
                 break Some(t0.elapsed());
