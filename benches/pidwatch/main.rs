@@ -87,11 +87,28 @@ pub(crate) struct Sections {
 }
 
 /// The sections' names on the command line.
-const SECTION_NAMES: [&str; 5] = ["check", "latency", "monit", "footprint", "supervisord"];
+pub(crate) const SECTION_NAMES: [&str; 5] =
+    ["check", "latency", "monit", "footprint", "supervisord"];
 
 impl Sections {
     fn all(self) -> bool {
         self.check && self.latency && self.monit && self.footprint && self.supervisord
+    }
+
+    /// The names of the sections that run, in order.
+    pub(crate) fn names(self) -> Vec<&'static str> {
+        let on = [
+            self.check,
+            self.latency,
+            self.monit,
+            self.footprint,
+            self.supervisord,
+        ];
+        SECTION_NAMES
+            .iter()
+            .zip(on)
+            .filter_map(|(name, on)| on.then_some(*name))
+            .collect()
     }
 }
 

@@ -359,16 +359,28 @@ fn footprint_table(run: &FootprintRun, size: &SizeResults) -> String {
 /// The whole of `RESULTS.md`.
 pub(crate) fn document(machine: &Machine, plan: &Plan, results: &Results) -> String {
     let mut s = String::from("# pidwatch benchmarks\n\n");
+    let ran = plan.sections.names();
+    let command = if ran.len() == crate::SECTION_NAMES.len() {
+        REPRODUCE.to_string()
+    } else {
+        format!("{REPRODUCE} -- {}", ran.join(" "))
+    };
     let kind = if plan.quick {
         "A quick smoke run (`PIDWATCH_BENCH_QUICK=1`): small sizes, few kills; not the committed results."
+            .to_string()
+    } else if ran.len() == crate::SECTION_NAMES.len() {
+        "A full run.".to_string()
     } else {
-        "A full run."
+        format!(
+            "A full-size run of some sections only ({}).",
+            ran.join(", ")
+        )
     };
     let _ = writeln!(
         s,
-        "{kind} Written by `{REPRODUCE}` on {}, in {:.0} s. Reproduce with `{REPRODUCE}` \
-         (all five sections; `-- check latency monit footprint supervisord` picks some); \
-         `PIDWATCH_BENCH_QUICK=1 {REPRODUCE}` is the smoke run.\n",
+        "{kind} Written by `{command}` on {}, in {:.0} s. Reproduce with `{command}`; \
+         `{REPRODUCE}` runs all five sections (`-- check latency monit footprint supervisord` \
+         picks some); `PIDWATCH_BENCH_QUICK=1 {REPRODUCE}` is the smoke run.\n",
         chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
         results.elapsed.as_secs_f64()
     );
@@ -718,7 +730,9 @@ pub(crate) fn supervisord_section(c: &Comparison, plan: &Plan) -> String {
          after {warm} untimed ones, a random {lo}–{hi} ms apart (a random phase of \
          supervisord's one-second loop). Memory is VmRSS and VmHWM from `/proc/<pid>/status`, \
          idle CPU utime+stime (and `schedstat`) over {idle} s with every worker running and \
-         nothing dying, starting {settle} s after the last one started.\n",
+         nothing dying, starting {settle} s after the last one started (pidwatch sweeps every \
+         worker every 30 s by default and otherwise waits in `epoll_wait`, so a window this \
+         short may hold no sweep of it; supervisord wakes every second).\n",
         argv = supervisord::WORKER_ARGV.join(" "),
         prog = "sleep",
         w = c.workers,
