@@ -9,11 +9,12 @@ use crate::latency::{Breakdown, Steps};
 use crate::monit;
 use crate::pidwatch_phase::{self, Containment, Footprint, PidwatchPhase};
 use crate::report::{
-    CHECK_TARGET, CHECK_TARGET_WORKERS, CPU_TARGET_PERCENT, P99_TARGET, RATIO_TARGET,
-    RSS_TARGET_KIB, TARGET_CONTAINMENT, footprint_phase, marginal, mib, micros, peak_hwm_kib,
-    ratio, run_of, thousands,
+    CHECK_TARGET, CHECK_TARGET_WORKERS, CONFIG_P99_TARGET, CONFIG_RSS_SHARE, CONFIG_START_TARGET,
+    CPU_TARGET_PERCENT, P99_TARGET, RATIO_TARGET, RSS_TARGET_KIB, TARGET_CONTAINMENT,
+    footprint_phase, marginal, mib, micros, peak_hwm_kib, ratio, run_of, thousands,
 };
 use crate::stats::{self, Percentiles};
+use crate::supervisord::Comparison;
 use crate::{Plan, Results, SizeResults};
 
 /// A saving per worker below this is not offered as a way to close (a).
@@ -52,6 +53,9 @@ pub(crate) fn section(plan: &Plan, results: &Results) -> String {
             f,
             peak_hwm_kib(size).unwrap_or(f.hwm_kib),
         ));
+    }
+    if let Some(c) = &results.supervisord {
+        s.push_str(&supervisord_analysis(c));
     }
     if s.len() == before {
         s.push_str("Every target measured in this run was met.\n\n");
@@ -508,6 +512,76 @@ fn footprint_analysis(f: &Footprint, peak: u64) -> String {
             thousands(f.workers),
             mib(peak - RSS_TARGET_KIB),
             mib(RSS_TARGET_KIB)
+        );
+    }
+    s
+}
+
+/// e's missed targets, with this run's numbers.
+fn supervisord_analysis(c: &Comparison) -> String {
+    let mut s = String::new();
+    let Ok(p) = &c.pidwatch else {
+        return s;
+    };
+    let n = thousands(c.workers);
+    if p.all_running > CONFIG_START_TARGET {
+        let _ = write!(
+            s,
+            "**e. Start → all {n} running: {}, {} over the {} target**, {} per worker; the \
+             machine was {:.0} % busy over the kills that followed.\n\n",
+            stats::show(p.all_running),
+            stats::show(p.all_running - CONFIG_START_TARGET),
+            stats::show(CONFIG_START_TARGET),
+            micros(p.all_running / c.workers.max(1) as u32),
+            p.kills.load.busy_percent
+        );
+    }
+    let lat = p.kills.latencies();
+    if let Some(pp) = Percentiles::of(&lat)
+        && pp.p99 > CONFIG_P99_TARGET
+    {
+        let over = lat.iter().filter(|d| **d > CONFIG_P99_TARGET).count();
+        let _ = write!(
+            s,
+            "**e. Kill → new one running: p99 {}, {} over the {} target** (p50 {}, p95 {}); {over} \
+             of {} kills took longer than the target, with the machine {:.0} % busy (the bench {:.0} \
+             %, steal {:.0} %).\n\n",
+            stats::show(pp.p99),
+            stats::show(pp.p99 - CONFIG_P99_TARGET),
+            stats::show(CONFIG_P99_TARGET),
+            stats::show(pp.p50),
+            stats::show(pp.p95),
+            lat.len(),
+            p.kills.load.busy_percent,
+            p.kills.load.bench_percent,
+            p.kills.load.steal_percent
+        );
+    }
+    let Ok(sd) = &c.supervisord else {
+        return s;
+    };
+    if let (Some(a), Some(b)) = (stats::median(&lat), stats::median(&sd.kills.latencies()))
+        && a > b
+    {
+        let _ = write!(
+            s,
+            "**e. pidwatch's median kill → new one running, {}, is slower than supervisord's, \
+             {}.**\n\n",
+            stats::show(a),
+            stats::show(b)
+        );
+    }
+    let share = p.idle.rss_kib as f64 / sd.idle.rss_kib.max(1) as f64;
+    if share > CONFIG_RSS_SHARE {
+        let _ = write!(
+            s,
+            "**e. VmRSS: pidwatch {} is {:.0} % of supervisord's {}, over the third of it the \
+             target allows** ({:.1} KiB per worker against {:.1}).\n\n",
+            mib(p.idle.rss_kib),
+            share * 100.0,
+            mib(sd.idle.rss_kib),
+            p.idle.rss_kib as f64 / c.workers.max(1) as f64,
+            sd.idle.rss_kib as f64 / c.workers.max(1) as f64
         );
     }
     s

@@ -12,16 +12,22 @@
 //! - **c. the same for monit**, on the same workers and wrapper, one after
 //!   the other; the ratio of medians against each pidwatch run;
 //! - **d. the monitor's own cost**: idle CPU and peak RSS with 1,000 running
-//!   workers, with the default containment (`auto`).
+//!   workers, with the default containment (`auto`);
+//! - **e. pidwatch and supervisord**: pidwatch's config-file mode
+//!   (`pidwatch --config <toml> run`) and supervisord, each alone over the
+//!   same 1,000 `sleep` workers it starts itself: start to all running,
+//!   kill to a new one running, the supervisor's RSS and idle CPU.
 //!
-//! `cargo bench --bench pidwatch` runs all four and writes
+//! `cargo bench --bench pidwatch` runs all five and writes
 //! `benches/RESULTS.md`. `PIDWATCH_BENCH_QUICK=1` runs a small smoke version
 //! (fewer workers, kills and seconds); it and a run of some sections only
-//! (`cargo bench --bench pidwatch -- check latency monit footprint`) write
+//! (`cargo bench --bench pidwatch -- check latency monit footprint
+//! supervisord`) write
 //! under `target/pidwatch-bench/` instead, so that RESULTS.md always comes
 //! from a full run. Every kill's numbers also go to
 //! `target/pidwatch-bench/samples/<monitor>-<workers>.csv`. monit is
-//! installed with `apt-get install -y monit` when it is missing.
+//! installed with `apt-get install -y monit` when it is missing, supervisord
+//! with `apt-get install -y supervisor` (or `pip install supervisor`).
 //!
 //! Everything the bench starts is killed when it ends, pass or fail: it is
 //! a child subreaper, so every orphan comes back to it, and a guard SIGKILLs
@@ -41,6 +47,7 @@ mod pidwatch_phase;
 mod procs;
 mod report;
 mod stats;
+mod supervisord;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -75,11 +82,33 @@ pub(crate) struct Sections {
     pub(crate) monit: bool,
     /// d. the monitor's idle cost.
     pub(crate) footprint: bool,
+    /// e. pidwatch's config mode and supervisord.
+    pub(crate) supervisord: bool,
 }
+
+/// The sections' names on the command line.
+pub(crate) const SECTION_NAMES: [&str; 5] =
+    ["check", "latency", "monit", "footprint", "supervisord"];
 
 impl Sections {
     fn all(self) -> bool {
-        self.check && self.latency && self.monit && self.footprint
+        self.check && self.latency && self.monit && self.footprint && self.supervisord
+    }
+
+    /// The names of the sections that run, in order.
+    pub(crate) fn names(self) -> Vec<&'static str> {
+        let on = [
+            self.check,
+            self.latency,
+            self.monit,
+            self.footprint,
+            self.supervisord,
+        ];
+        SECTION_NAMES
+            .iter()
+            .zip(on)
+            .filter_map(|(name, on)| on.then_some(*name))
+            .collect()
     }
 }
 
@@ -112,6 +141,12 @@ pub(crate) struct Plan {
     pub(crate) warmup: usize,
     /// d: the idle window.
     pub(crate) idle_window: Duration,
+    /// e: workers under each supervisor.
+    pub(crate) supervisor_workers: usize,
+    /// e: timed kills under each supervisor.
+    pub(crate) supervisor_kills: usize,
+    /// e: the idle window.
+    pub(crate) supervisor_idle: Duration,
 }
 
 impl Plan {
@@ -130,6 +165,9 @@ impl Plan {
             monit_kills: 200,
             warmup: 3,
             idle_window: Duration::from_secs(60),
+            supervisor_workers: 1_000,
+            supervisor_kills: 200,
+            supervisor_idle: Duration::from_secs(10),
         }
     }
 
@@ -148,6 +186,9 @@ impl Plan {
             monit_kills: 10,
             warmup: 2,
             idle_window: Duration::from_secs(5),
+            supervisor_workers: 100,
+            supervisor_kills: 100,
+            supervisor_idle: Duration::from_secs(10),
         }
     }
 
@@ -162,12 +203,10 @@ impl Plan {
             .filter(|a| !a.starts_with('-'))
             .collect();
         let want = |name: &str| names.is_empty() || names.contains(&name);
-        if let Some(bad) = names
-            .iter()
-            .find(|n| !["check", "latency", "monit", "footprint"].contains(n))
-        {
+        if let Some(bad) = names.iter().find(|n| !SECTION_NAMES.contains(n)) {
             return Err(format!(
-                "unknown section {bad:?}; sections are check, latency, monit, footprint"
+                "unknown section {bad:?}; sections are {}",
+                SECTION_NAMES.join(", ")
             ));
         }
         let sections = Sections {
@@ -175,6 +214,7 @@ impl Plan {
             latency: want("latency"),
             monit: want("monit"),
             footprint: want("footprint"),
+            supervisord: want("supervisord"),
         };
         Ok(if quick {
             Plan::quick(sections)
@@ -194,6 +234,8 @@ pub(crate) struct Bench {
     pub(crate) delegation: Option<Delegation>,
     /// monit, when section c runs.
     pub(crate) monit: Option<PathBuf>,
+    /// supervisord, when section e runs.
+    pub(crate) supervisord: Option<PathBuf>,
     /// Sizes and counts.
     pub(crate) plan: Plan,
     /// The reaper of every orphan.
@@ -230,8 +272,12 @@ pub(crate) struct Results {
     pub(crate) cgroup_costs: Option<BenchResult<cgroup_cost::CgroupCosts>>,
     /// b, c, d per worker count.
     pub(crate) sizes: Vec<BenchResult<SizeResults>>,
+    /// e.
+    pub(crate) supervisord: Option<supervisord::Comparison>,
     /// The monit version, when it ran.
     pub(crate) monit_version: Option<String>,
+    /// The supervisord version, when it ran.
+    pub(crate) supervisord_version: Option<String>,
     /// Why b's runs with containment were skipped: no cgroup can be had
     /// (`Delegation::probe(true)` failed).
     pub(crate) cgroup_skipped: Option<String>,
@@ -292,6 +338,21 @@ fn run(plan: Plan) -> BenchResult<bool> {
     } else {
         None
     };
+    // Likewise without supervisord for e.
+    let supervisord = if plan.sections.supervisord {
+        match supervisord::ensure_installed() {
+            Ok(path) => {
+                results.supervisord_version = Some(supervisord::version(&path));
+                Some(path)
+            }
+            Err(e) => {
+                eprintln!("pidwatch bench: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let delegation = if plan.sections.latency {
         match Delegation::probe(true) {
             Ok(d) => Some(d),
@@ -310,6 +371,7 @@ fn run(plan: Plan) -> BenchResult<bool> {
         bin,
         delegation,
         monit,
+        supervisord,
         plan,
         reaper: Reaper::default(),
     };
@@ -352,6 +414,12 @@ fn run(plan: Plan) -> BenchResult<bool> {
             }
             results.sizes.push(size);
         }
+    }
+    if bench.plan.sections.supervisord && !procs::interrupted() {
+        let comparison = supervisord::run(&mut bench);
+        print_section(report::supervisord_section(&comparison, &bench.plan));
+        write_supervisor_samples(&comparison);
+        results.supervisord = Some(comparison);
     }
     results.elapsed = started.elapsed();
     let text = report::document(&machine, &bench.plan, &results);
@@ -444,6 +512,23 @@ fn watch_size(
         pidwatch,
         monit,
     })
+}
+
+/// e's kills as CSV, in `<target dir>/pidwatch-bench/samples/`
+/// (`supervisord-<workers>.csv`, `pidwatch-config-<workers>.csv`).
+fn write_supervisor_samples(c: &supervisord::Comparison) {
+    let dir = output_dir().join("samples");
+    for run in c.runs().into_iter().flatten() {
+        let monitor = match run.supervisor {
+            supervisord::Supervisor::Supervisord => "supervisord",
+            supervisord::Supervisor::Pidwatch => "pidwatch-config",
+        };
+        let path = dir.join(format!("{monitor}-{}.csv", c.workers));
+        let csv = latency::samples_csv(&run.kills, None);
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, csv)) {
+            eprintln!("pidwatch bench: writing {}: {e}", path.display());
+        }
+    }
 }
 
 /// Removes the variables pidwatch (or its service manager) would read from

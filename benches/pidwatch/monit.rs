@@ -54,31 +54,7 @@ pub(crate) struct MonitPhase {
 ///
 /// Errors: monit is missing and apt-get could not install it.
 pub(crate) fn ensure_installed() -> BenchResult<PathBuf> {
-    if let Some(path) = procs::which("monit") {
-        return Ok(path);
-    }
-    println!("monit is missing: apt-get install -y monit");
-    let root = nix::unistd::geteuid().is_root();
-    let apt = |args: &[&str]| {
-        let mut cmd = if root {
-            Command::new("apt-get")
-        } else {
-            let mut sudo = Command::new("sudo");
-            sudo.args(["-n", "apt-get"]);
-            sudo
-        };
-        cmd.args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    // A fresh machine may have no package lists yet.
-    let install = ["install", "-y", "monit"];
-    if !(apt(&install) || (apt(&["update"]) && apt(&install))) {
-        return Err("monit is missing and `apt-get install -y monit` failed".into());
-    }
-    procs::which("monit").ok_or_else(|| "monit is still missing after apt-get install".into())
+    procs::which("monit").map_or_else(|| procs::apt_install("monit", "monit"), Ok)
 }
 
 /// The first line of `monit -V`.

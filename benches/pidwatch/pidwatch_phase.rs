@@ -389,14 +389,17 @@ fn placement_line(log: &str) -> String {
         .unwrap_or_else(|| "(no containment line in monitor.log)".into())
 }
 
-/// CPU time and memory of `pid` over `window` of nothing happening.
-fn measure_idle(
+/// CPU time and memory of `pid` (a monitor) over `window` of nothing
+/// happening.
+///
+/// Errors: `pid` is gone, or interrupted.
+pub(crate) fn measure_idle(
     reaper: &mut Reaper,
     pid: i32,
     workers: usize,
     window: Duration,
 ) -> BenchResult<Footprint> {
-    let gone = || format!("pidwatch (PID {pid}) is gone");
+    let gone = || format!("the monitor (PID {pid}) is gone");
     let (ticks0, nanos0) = (procs::cpu_ticks(pid), procs::cpu_nanos(pid));
     let t0 = Instant::now();
     let machine = CpuSample::now(pid);

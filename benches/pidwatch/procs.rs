@@ -412,6 +412,38 @@ pub(crate) fn which(name: &str) -> Option<PathBuf> {
         })
 }
 
+/// Installs the Debian `package` with `apt-get install -y` (through
+/// `sudo -n` when not root; after `apt-get update` when the lists are
+/// missing) and returns `program` from it.
+///
+/// Errors: apt-get failed, or `program` is still missing.
+pub(crate) fn apt_install(program: &str, package: &str) -> BenchResult<PathBuf> {
+    println!("{program} is missing: apt-get install -y {package}");
+    let root = nix::unistd::geteuid().is_root();
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        cmd.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // A fresh machine may have no package lists yet.
+    let install = ["install", "-y", package];
+    if !(apt(&install) || (apt(&["update"]) && apt(&install))) {
+        return Err(format!(
+            "{program} is missing and `apt-get install -y {package}` failed"
+        ));
+    }
+    which(program).ok_or_else(|| format!("{program} is still missing after apt-get install"))
+}
+
 /// CPU time of `pid` so far: utime + stime (fields 14 and 15 of
 /// `/proc/<pid>/stat`), in clock ticks.
 pub(crate) fn cpu_ticks(pid: i32) -> Option<u64> {

@@ -12,6 +12,7 @@ use crate::monit;
 use crate::pidwatch_phase::{self, Containment, Footprint, FootprintRun, PidwatchPhase};
 use crate::procs::Load;
 use crate::stats::{self, Percentiles};
+use crate::supervisord::{self, Comparison, SupervisorRun};
 use crate::{BenchResult, Plan, REPRODUCE, Results, SizeResults};
 
 /// a: the most a check may cost per worker at 1,000 workers.
@@ -29,6 +30,13 @@ pub(crate) const TARGET_CONTAINMENT: Containment = Containment::Cgroup;
 pub(crate) const CPU_TARGET_PERCENT: f64 = 0.1;
 /// d: the most peak RSS, KiB.
 pub(crate) const RSS_TARGET_KIB: u64 = 16 * 1024;
+/// e: the longest pidwatch's config mode may take from its start to every
+/// worker running.
+pub(crate) const CONFIG_START_TARGET: Duration = Duration::from_secs(2);
+/// e: the largest p99 of pidwatch's kill → new one running.
+pub(crate) const CONFIG_P99_TARGET: Duration = Duration::from_millis(25);
+/// e: the most pidwatch's VmRSS may be, as a share of supervisord's.
+pub(crate) const CONFIG_RSS_SHARE: f64 = 1.0 / 3.0;
 
 /// The machine and programs, as a table.
 pub(crate) fn machine_section(m: &Machine, results: &Results) -> String {
@@ -39,6 +47,9 @@ pub(crate) fn machine_section(m: &Machine, results: &Results) -> String {
     let _ = writeln!(s, "| pidwatch | {}, release profile |", m.pidwatch);
     if let Some(v) = &results.monit_version {
         let _ = writeln!(s, "| monit | {v} |");
+    }
+    if let Some(v) = &results.supervisord_version {
+        let _ = writeln!(s, "| supervisord | {v} |");
     }
     let _ = writeln!(s, "| rustc | {} |", m.rustc);
     let _ = writeln!(
@@ -348,16 +359,28 @@ fn footprint_table(run: &FootprintRun, size: &SizeResults) -> String {
 /// The whole of `RESULTS.md`.
 pub(crate) fn document(machine: &Machine, plan: &Plan, results: &Results) -> String {
     let mut s = String::from("# pidwatch benchmarks\n\n");
+    let ran = plan.sections.names();
+    let command = if ran.len() == crate::SECTION_NAMES.len() {
+        REPRODUCE.to_string()
+    } else {
+        format!("{REPRODUCE} -- {}", ran.join(" "))
+    };
     let kind = if plan.quick {
         "A quick smoke run (`PIDWATCH_BENCH_QUICK=1`): small sizes, few kills; not the committed results."
+            .to_string()
+    } else if ran.len() == crate::SECTION_NAMES.len() {
+        "A full run.".to_string()
     } else {
-        "A full run."
+        format!(
+            "A full-size run of some sections only ({}).",
+            ran.join(", ")
+        )
     };
     let _ = writeln!(
         s,
-        "{kind} Written by `{REPRODUCE}` on {}, in {:.0} s. Reproduce with `{REPRODUCE}` \
-         (all four sections; `-- check latency monit footprint` picks some); \
-         `PIDWATCH_BENCH_QUICK=1 {REPRODUCE}` is the smoke run.\n",
+        "{kind} Written by `{command}` on {}, in {:.0} s. Reproduce with `{command}`; \
+         `{REPRODUCE}` runs all five sections (`-- check latency monit footprint supervisord` \
+         picks some); `PIDWATCH_BENCH_QUICK=1 {REPRODUCE}` is the smoke run.\n",
         chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
         results.elapsed.as_secs_f64()
     );
@@ -369,11 +392,21 @@ pub(crate) fn document(machine: &Machine, plan: &Plan, results: &Results) -> Str
         s.push_str(&check_section(cost));
         s.push('\n');
     }
-    s.push_str(&latency_section(plan, results));
-    s.push_str(&monit_section(results));
-    s.push_str(&footprint_section(plan, results));
+    let sections = plan.sections;
+    let watching = sections.latency || sections.monit || sections.footprint;
+    if watching {
+        s.push_str(&latency_section(plan, results));
+        s.push_str(&monit_section(results));
+        s.push_str(&footprint_section(plan, results));
+    }
+    if let Some(c) = &results.supervisord {
+        s.push_str(&supervisord_section(c, plan));
+        s.push('\n');
+    }
     s.push_str(&crate::analysis::section(plan, results));
-    s.push_str(&health_section(results));
+    if watching {
+        s.push_str(&health_section(results));
+    }
     s.push_str(&method_section(plan));
     s
 }
@@ -486,6 +519,304 @@ pub(crate) fn targets_section(plan: &Plan, results: &Results) -> String {
             thousands(f.workers),
             verdict_at_most(peak as f64, RSS_TARGET_KIB as f64, |v| mib(v as u64))
         );
+    }
+    if let Some(c) = &results.supervisord {
+        s.push_str(&supervisord_targets(c));
+    }
+    s
+}
+
+/// e's four rows of the targets table.
+fn supervisord_targets(c: &Comparison) -> String {
+    let mut s = String::new();
+    let n = thousands(c.workers);
+    let rows = [
+        format!(
+            "e. pidwatch `--config`: start → all {n} workers running ≤ {}",
+            stats::show(CONFIG_START_TARGET)
+        ),
+        format!(
+            "e. pidwatch `--config`: kill → new one running, p99 ≤ {}",
+            stats::show(CONFIG_P99_TARGET)
+        ),
+        "e. pidwatch's median kill → new one running ≤ supervisord's".to_string(),
+        "e. pidwatch's VmRSS ≤ 1/3 of supervisord's (idle, every worker running)".to_string(),
+    ];
+    let p = match &c.pidwatch {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(
+                s,
+                "| {} | not measured: pidwatch's run failed ({}) | - |",
+                rows[0],
+                one_line(e)
+            );
+            for target in &rows[1..] {
+                let _ = writeln!(
+                    s,
+                    "| {target} | not measured: pidwatch's run failed (see above) | - |"
+                );
+            }
+            return s;
+        }
+    };
+    let sd = c.supervisord.as_ref().ok();
+    let show = |d: Duration| stats::show(d);
+    let besides = |f: &dyn Fn(&SupervisorRun) -> Option<String>| {
+        sd.and_then(f)
+            .map_or(String::new(), |v| format!(" (supervisord {v})"))
+    };
+    let _ = writeln!(
+        s,
+        "| {} | {} at {n}{} | {} |",
+        rows[0],
+        show(p.all_running),
+        besides(&|r| Some(show(r.all_running))),
+        verdict_at_most(
+            p.all_running.as_secs_f64(),
+            CONFIG_START_TARGET.as_secs_f64(),
+            |v| show(Duration::from_secs_f64(v))
+        )
+    );
+    let pp = Percentiles::of(&p.kills.latencies());
+    let sp = sd.and_then(|r| Percentiles::of(&r.kills.latencies()));
+    match pp {
+        Some(pp) => {
+            let _ = writeln!(
+                s,
+                "| {} | p99 {} over {} kills{} | {} |",
+                rows[1],
+                show(pp.p99),
+                p.kills.kills.len(),
+                besides(&|r| Some(format!(
+                    "p99 {}",
+                    show(Percentiles::of(&r.kills.latencies())?.p99)
+                ))),
+                verdict_at_most(pp.p99.as_secs_f64(), CONFIG_P99_TARGET.as_secs_f64(), |v| {
+                    show(Duration::from_secs_f64(v))
+                })
+            );
+        }
+        None => {
+            let _ = writeln!(s, "| {} | no respawn measured | missed |", rows[1]);
+        }
+    }
+    match (pp, sp) {
+        (Some(pp), Some(sp)) => {
+            let _ = writeln!(
+                s,
+                "| {} | p50 {} against {} ({:.3}×) | {} |",
+                rows[2],
+                show(pp.p50),
+                show(sp.p50),
+                pp.p50.as_secs_f64() / sp.p50.as_secs_f64(),
+                verdict_at_most(pp.p50.as_secs_f64(), sp.p50.as_secs_f64(), |v| show(
+                    Duration::from_secs_f64(v)
+                ))
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                s,
+                "| {} | not measured: {} | - |",
+                rows[2],
+                supervisord_missing(c)
+            );
+        }
+    }
+    match sd {
+        Some(r) => {
+            let share = p.idle.rss_kib as f64 / r.idle.rss_kib.max(1) as f64;
+            let _ = writeln!(
+                s,
+                "| {} | {} against {} ({:.1} % of it) | {} |",
+                rows[3],
+                mib(p.idle.rss_kib),
+                mib(r.idle.rss_kib),
+                share * 100.0,
+                verdict_at_most(share, CONFIG_RSS_SHARE, |v| format!(
+                    "{:.1} points",
+                    v * 100.0
+                ))
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "| {} | not measured: {} | - |",
+                rows[3],
+                supervisord_missing(c)
+            );
+        }
+    }
+    s
+}
+
+/// The figures of e's table for one supervisor, in its rows' order.
+fn figures(r: &SupervisorRun) -> [Option<f64>; 10] {
+    let p = Percentiles::of(&r.kills.latencies());
+    let q = |f: fn(&Percentiles) -> Duration| p.map(|p| f(&p).as_secs_f64());
+    [
+        Some(r.all_running.as_secs_f64()),
+        q(|p| p.p50),
+        q(|p| p.p95),
+        q(|p| p.p99),
+        q(|p| p.max),
+        Some(r.idle.rss_kib as f64),
+        Some(r.idle.hwm_kib as f64),
+        Some(r.hwm_after_kills_kib as f64),
+        Some(r.idle.cpu_percent),
+        Some(r.idle.sched_percent),
+    ]
+}
+
+/// How a figure of e's table is shown.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    /// Seconds.
+    Time,
+    /// KiB.
+    Memory,
+    /// Percent of one core.
+    Core,
+}
+
+impl Unit {
+    fn show(self, v: f64) -> String {
+        match self {
+            Unit::Time => stats::show(Duration::from_secs_f64(v)),
+            Unit::Memory => mib(v as u64),
+            Unit::Core => format!("{v:.3} % of a core"),
+        }
+    }
+}
+
+fn supervisord_missing(c: &Comparison) -> String {
+    match &c.supervisord {
+        Ok(_) => "no respawn under supervisord".into(),
+        Err(_) => "supervisord's run failed (see e)".into(),
+    }
+}
+
+/// e, as a table: supervisord, pidwatch, and their ratio.
+pub(crate) fn supervisord_section(c: &Comparison, plan: &Plan) -> String {
+    let mut s = String::from(
+        "## e. pidwatch and supervisord
+
+",
+    );
+    let n = thousands(c.workers);
+    let _ = writeln!(
+        s,
+        "Each supervisor alone over the same {n} workers, which it starts itself and restarts \
+         when they die, one after the other (supervisord first), each in a fresh temp dir, its \
+         output to a file. Every worker is `{argv}` and logs its stdout and stderr to a file of \
+         its own under both.\n\n\
+         - supervisord: `supervisord -c supervisord.conf -n` with one `[program:{prog}]`: \
+           `numprocs={w}`, `autostart=true`, `autorestart=true`, `startsecs=0`, \
+           `startretries=1000000`, `redirect_stderr=true`, \
+           `stdout_logfile=<dir>/logs/%(program_name)s_%(process_num)04d.log`, \
+           `stopasgroup=true`, `killasgroup=true`; `[unix_http_server]`, \
+           `[rpcinterface:supervisor]` and `[supervisorctl]` so that `supervisorctl status` works.\n\
+         - pidwatch: `pidwatch --config pidwatch.toml run` with one `[worker.{prog}]`: \
+           `command = [\"{a0}\", \"{a1}\"]`, `instances = {w}`, `max_restarts = 1000000`, \
+           `restart_delay = 0`, `max_restart_delay = 0`; `PIDWATCH_CGROUP_BASE` a cgroup of \
+           the bench's (when one can be had), removed with whatever is left in it at the end.\n\n\
+         Both are watched alike, from outside: a worker runs when it is a child of the \
+         supervisor (`/proc/<pid>/task/<tid>/children`, every thread) whose `cmdline` is \
+         exactly `{argv}`. *Start → all running* is from spawning the supervisor until all {n} \
+         run. *Kill → new one running* is from a SIGKILL to a random running worker until a \
+         child runs `{argv}` that did not before (polled every {poll} µs); {kills} timed kills \
+         after {warm} untimed ones, a random {lo}–{hi} ms apart (a random phase of \
+         supervisord's one-second loop). Memory is VmRSS and VmHWM from `/proc/<pid>/status`, \
+         idle CPU utime+stime (and `schedstat`) over {idle} s with every worker running and \
+         nothing dying, starting {settle} s after the last one started (pidwatch sweeps every \
+         worker every 30 s by default and otherwise waits in `epoll_wait`, so a window this \
+         short may hold no sweep of it; supervisord wakes every second).\n",
+        argv = supervisord::WORKER_ARGV.join(" "),
+        prog = "sleep",
+        w = c.workers,
+        a0 = supervisord::WORKER_ARGV[0],
+        a1 = supervisord::WORKER_ARGV[1],
+        poll = crate::latency::POLL.as_micros(),
+        kills = plan.supervisor_kills,
+        warm = plan.warmup,
+        lo = supervisord::PAUSE_LOW.as_millis(),
+        hi = (supervisord::PAUSE_LOW + supervisord::PAUSE_SPAN).as_millis(),
+        idle = plan.supervisor_idle.as_secs(),
+        settle = supervisord::SETTLE.as_secs(),
+    );
+    for run in c.runs() {
+        if let Err(e) = run {
+            let _ = writeln!(s, "**Failed:** {}\n", one_line(e));
+        }
+    }
+    let sd = c.supervisord.as_ref().ok();
+    let pw = c.pidwatch.as_ref().ok();
+    let _ = writeln!(
+        s,
+        "| {n} workers | supervisord | pidwatch | pidwatch / supervisord |\n|---|---:|---:|---:|"
+    );
+    let rows = [
+        (format!("start → all {n} running"), Unit::Time),
+        ("kill → new one running, p50".into(), Unit::Time),
+        ("… p95".into(), Unit::Time),
+        ("… p99".into(), Unit::Time),
+        ("… max".into(), Unit::Time),
+        ("VmRSS, idle".into(), Unit::Memory),
+        ("VmHWM, idle".into(), Unit::Memory),
+        ("VmHWM after the kills".into(), Unit::Memory),
+        (
+            format!(
+                "idle CPU over {} s (utime+stime)",
+                plan.supervisor_idle.as_secs()
+            ),
+            Unit::Core,
+        ),
+        ("idle CPU (schedstat)".into(), Unit::Core),
+    ];
+    let (a, b) = (sd.map(figures), pw.map(figures));
+    for (i, (what, unit)) in rows.iter().enumerate() {
+        let (a, b) = (a.and_then(|f| f[i]), b.and_then(|f| f[i]));
+        let ratio = match (a, b) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:.3}", b / a),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {what} | {} | {} | {ratio} |",
+            a.map_or("-".into(), |v| unit.show(v)),
+            b.map_or("-".into(), |v| unit.show(v))
+        );
+    }
+    let count = |r: Option<&SupervisorRun>| {
+        r.map_or("-".into(), |r| {
+            format!("{} ({} timed out)", r.kills.kills.len(), r.kills.timeouts())
+        })
+    };
+    let _ = writeln!(s, "| timed kills | {} | {} | |", count(sd), count(pw));
+    let busy = |r: Option<&SupervisorRun>| r.map_or("-".into(), |r| load(&r.kills.load));
+    let _ = writeln!(
+        s,
+        "| machine busy / bench / steal during the kills | {} | {} | |",
+        busy(sd),
+        busy(pw)
+    );
+    let own = |r: Option<&SupervisorRun>| {
+        r.map_or("-".into(), |r| {
+            format!("{:.1} %", r.kills.load.monitor_core_percent)
+        })
+    };
+    let _ = writeln!(
+        s,
+        "| the supervisor's CPU during the kills (one core) | {} | {} | |",
+        own(sd),
+        own(pw)
+    );
+    let notes = supervisord::notes(c);
+    if !notes.is_empty() {
+        s.push('\n');
+        s.push_str(&notes);
     }
     s
 }
@@ -938,7 +1269,8 @@ fn method_section(plan: &Plan) -> String {
          - Sizes of this run: check at {check:?} workers ({runs} timed runs each, at most \
            {live} live); latency at {lat:?} running workers, {pk} kills per pidwatch run (with \
            and without containment) and {mk} under monit per size; idle window {idle} s at \
-           {fp} workers.\n",
+           {fp} workers; supervisord and pidwatch `--config` at {sw} workers, {sk} kills \
+           each, idle window {si} s.\n",
         cmd = crate::fixture::WORKER_COMMAND,
         check = plan.check_sizes,
         runs = plan.check_runs,
@@ -948,6 +1280,9 @@ fn method_section(plan: &Plan) -> String {
         mk = plan.monit_kills,
         idle = plan.idle_window.as_secs(),
         fp = plan.footprint_size,
+        sw = plan.supervisor_workers,
+        sk = plan.supervisor_kills,
+        si = plan.supervisor_idle.as_secs(),
         quiet = crate::procs::QUIET_LIMIT.as_secs(),
         busy = crate::procs::QUIET_BUSY_PERCENT,
         env = pidwatch_phase::CONTAINMENT_ENV,
@@ -965,7 +1300,11 @@ pub(crate) fn all_passed(results: &Results) -> bool {
                 && s.monit.as_ref().is_none_or(Result::is_ok)
         })
     });
-    check && floor && sizes
+    let supervisord = results
+        .supervisord
+        .as_ref()
+        .is_none_or(|c| c.runs().iter().all(|r| r.is_ok()));
+    check && floor && sizes && supervisord
 }
 
 /// `34 % / 9 % / 2 %`: busy, the bench's share, steal.
