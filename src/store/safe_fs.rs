@@ -177,23 +177,33 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
     };
     std::fs::create_dir_all(dir)?;
     refuse_symlink(path)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .permissions(Permissions::from_mode(mode))
-        .tempfile_in(dir)?;
-    tmp.as_file()
-        .set_permissions(Permissions::from_mode(mode))?;
+    let mut tmp = temp_beside(path, dir, mode)?;
     tmp.as_file_mut().write_all(bytes)?;
     tmp.as_file().sync_all()?;
     // rename(2) replaces whatever is at `path` (even a symlink planted since
     // the check above) and never writes through it.
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// A temp file in `dir` for a file to be renamed onto `path`: named
+/// `.<name>.<random>.tmp` (unpredictable, created with `O_EXCL`), with
+/// mode `mode` (set again after creation, whatever the umask).
+///
+/// Errors: the OS error of creating it or setting its mode.
+pub fn temp_beside(path: &Path, dir: &Path, mode: u32) -> io::Result<tempfile::NamedTempFile> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(Permissions::from_mode(mode))
+        .tempfile_in(dir)?;
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(mode))?;
+    Ok(tmp)
 }
 
 #[cfg(test)]

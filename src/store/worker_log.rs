@@ -16,9 +16,9 @@
 //! is refused rather than handed to a worker.
 
 use std::ffi::OsString;
-use std::fs::{DirBuilder, File, OpenOptions, Permissions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -284,17 +284,7 @@ fn rename_if_present(from: &Path, to: &Path) -> io::Result<()> {
 /// temp file beside `dest`, fsyncs it and renames it onto `dest`.
 fn copy_into_place(source: &File, dest: &Path) -> io::Result<()> {
     let dir = parent_of(dest).unwrap_or(Path::new("."));
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .permissions(Permissions::from_mode(LOG_MODE))
-        .tempfile_in(dir)?;
-    tmp.as_file()
-        .set_permissions(Permissions::from_mode(LOG_MODE))?;
+    let mut tmp = super::safe_fs::temp_beside(dest, dir, LOG_MODE)?;
     // `source` was just opened: its offset is 0. On Linux this copy is
     // copy_file_range(2), done in the kernel.
     let mut reader = source;
@@ -445,6 +435,7 @@ mod tests {
     use super::*;
     use crate::store::safe_fs::SymlinkRefused;
     use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
     use std::process::{Child, Command, Stdio};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
