@@ -14,7 +14,7 @@ pub mod orchestrator;
 pub mod programs;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::core::{Candidate, Incarnation, ProgramState, TaskCounts};
@@ -175,14 +175,4 @@ pub fn dependency_closure(
         }
     }
     closure
-}
-
-/// Makes the parent folder of `path` when it is missing.
-pub(crate) fn ensure_parent(path: &Path) -> std::result::Result<(), String> {
-    match path.parent() {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))
-        }
-        None => Ok(()),
-    }
 }

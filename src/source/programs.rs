@@ -42,6 +42,8 @@ pub struct Programs {
     scope: Initiative,
     pid_dir: PathBuf,
     log_dir: PathBuf,
+    /// Each worker's place in `file.workers`, by id.
+    index: BTreeMap<String, usize>,
     /// `match` of each worker, compiled.
     matches: BTreeMap<String, regex::Regex>,
     /// Readiness and health, as the probes found them.
@@ -63,7 +65,14 @@ impl Programs {
                 Some((w.id.clone(), regex::Regex::new(&pattern).ok()?))
             })
             .collect();
+        let index = file
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.id.clone(), i))
+            .collect();
         Programs {
+            index,
             scope: scope_of(&file),
             pid_dir: paths.pid_dir.clone(),
             log_dir: paths.log_dir.clone(),
@@ -80,7 +89,7 @@ impl Programs {
 
     /// The spec of worker `id`.
     pub fn spec(&self, id: &str) -> Option<&ProgramSpec> {
-        self.file.workers.iter().find(|w| w.id == id)
+        self.index.get(id).map(|i| &self.file.workers[*i])
     }
 
     /// Where the worker's stdout and stderr go.
@@ -233,8 +242,7 @@ impl WorkerSource for Programs {
             None => spec.command.argv(),
         };
         let log = self.log_of(spec);
-        super::ensure_parent(&log)?;
-        let output = crate::store::safe_fs::open_append_nofollow(&log)
+        let output = crate::store::worker_log::open_for_worker(&log)
             .map_err(|e| format!("opening the log {}: {e}", log.display()))?;
         std::fs::create_dir_all(&self.pid_dir)
             .map_err(|e| format!("creating {}: {e}", self.pid_dir.display()))?;
