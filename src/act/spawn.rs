@@ -401,18 +401,19 @@ pub fn stop_members(
         procfs,
         members,
         cgroups,
-        nix::sys::signal::Signal::SIGTERM,
+        Some(nix::sys::signal::Signal::SIGTERM),
         timeout,
     )
 }
 
 /// Like [`stop_members`], with `first` sent instead of SIGTERM (a
-/// program's `stop_signal`).
+/// program's `stop_signal`); `None` sends nothing first and only waits
+/// (its own stop command already asked it to go).
 pub fn stop_members_with(
     procfs: &Procfs,
     members: &[Member],
     cgroups: &[String],
-    first: nix::sys::signal::Signal,
+    first: Option<nix::sys::signal::Signal>,
     timeout: Duration,
 ) -> StopReport {
     use nix::sys::signal::Signal;
@@ -442,9 +443,11 @@ pub fn stop_members_with(
             pinned.push(p);
         }
     }
-    for p in &pinned {
-        p.signal(first);
-        report.terminated.push(p.pid);
+    if let Some(first) = first {
+        for p in &pinned {
+            p.signal(first);
+            report.terminated.push(p.pid);
+        }
     }
     // The pidfds tell the moment each exits.
     wait_all_exited(procfs, &pinned, deadline);

@@ -357,6 +357,7 @@ fn stop_one(
     let cgroups: Vec<String> = cgroup.into_iter().map(str::to_string).collect();
     let mut said = String::new();
     if let Some(stop) = spec.adopt.as_ref().and_then(|a| a.stop.as_ref()) {
+        let started = Instant::now();
         let outcome = crate::act::probe::run(stop, &spec.env, &spec.cwd, spec.stop_timeout);
         said = format!(
             "stop command: {}; ",
@@ -366,23 +367,29 @@ fn stop_one(
                 format!("{outcome:?}")
             }
         );
-        // Whatever is left of it after the stop command is killed.
+        // What is left of it gets the rest of stop_timeout to go, then
+        // SIGKILL (a warm shutdown may outlast the stop command).
         let report = crate::act::spawn::stop_members_with(
             procfs,
             members,
             &cgroups,
-            nix::sys::signal::Signal::SIGKILL,
-            Duration::ZERO,
+            None,
+            spec.stop_timeout.saturating_sub(started.elapsed()),
         );
-        if !report.terminated.is_empty() {
-            said.push_str(&format!("SIGKILL to {:?}", report.terminated));
+        if !report.killed.is_empty() {
+            said.push_str(&format!("SIGKILL to {:?}", report.killed));
         }
         return said;
     }
     let signal = nix::sys::signal::Signal::try_from(spec.stop_signal.number)
         .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-    let report =
-        crate::act::spawn::stop_members_with(procfs, members, &cgroups, signal, spec.stop_timeout);
+    let report = crate::act::spawn::stop_members_with(
+        procfs,
+        members,
+        &cgroups,
+        Some(signal),
+        spec.stop_timeout,
+    );
     said.push_str(&format!(
         "SIG{} to {:?}",
         spec.stop_signal.name, report.terminated

@@ -349,7 +349,8 @@ fn run_leaves_a_program_that_exited_cleanly_alone_and_restarts_a_failed_one() {
 /// A program that daemonizes itself as Celery does: `start` forks a child
 /// into a new session and exits; the daemon writes its PID file with
 /// O_EXCL (`set -C`), as `PID\n`, removes a stale one first, and removes
-/// its own at exit. (A stale PID file names a process that is gone or a
+/// its own at exit, a moment after SIGTERM (a warm shutdown), leaving
+/// `<pidfile>.clean`. (A stale PID file names a process that is gone or a
 /// zombie not yet reaped by init.)
 const FAKE_CELERY: &str = r#"#!/bin/sh
 if [ "$1" = start ]; then
@@ -361,7 +362,7 @@ old=$(cat "$2" 2>/dev/null)
 case "$(awk '{print $3}' "/proc/$old/stat" 2>/dev/null)" in ''|Z|X) rm -f "$2";; esac
 set -C
 echo $$ > "$2" || exit 1
-trap 'rm -f "$2"; exit 0' TERM INT
+trap 'sleep 0.3; rm -f "$2"; echo clean > "$2.clean"; exit 0' TERM INT
 while :; do sleep 0.2 & wait $!; done
 "#;
 
@@ -437,4 +438,35 @@ fn status_watch_redraws_until_interrupted() {
     let (code, text) = watch.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("not_started"), "{text}");
+}
+
+#[test]
+fn adopt_mode_stop_command_gets_stop_timeout_before_any_sigkill() {
+    let p = Programs::new("");
+    let script = p.path().join("fake-celery");
+    fs::write(&script, FAKE_CELERY).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let run = p.path().join("run");
+    fs::create_dir_all(&run).unwrap();
+    // The stop command only asks (SIGTERM) and returns at once, as
+    // `celery multi stop` does; the daemon needs a moment to finish.
+    p.write_config(&format!(
+        "[worker.celery]\ncommand = [\"{s}\", \"--daemon\", \"{r}/w.pid\"]\n\
+         pidfile = \"{r}/w.pid\"\nstart = [\"{s}\", \"start\", \"{r}/w.pid\"]\n\
+         stop = \"kill -TERM $(cat {r}/w.pid)\"\nmatch = \"fake-celery --daemon\"\n\
+         stop_timeout = 10\n",
+        s = script.display(),
+        r = run.display()
+    ));
+    let (code, out, err) = p.run(&["start", "celery"]);
+    assert_eq!(code, 0, "{out} {err}");
+    let (code, out, err) = p.run(&["stop", "celery"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(!out.contains("SIGKILL"), "{out}");
+    assert!(
+        run.join("w.pid.clean").exists(),
+        "it finished its shutdown: {out}"
+    );
+    assert_eq!(p.count("fake-celery --daemon…"), 0);
+    assert_eq!(p.verdict("celery"), "stopped");
 }
