@@ -625,13 +625,16 @@ pub fn original_fd_limit() -> Option<(u64, u64)> {
     ORIGINAL_FD_LIMIT.get().copied()
 }
 
-/// Reaps `pid` if it exited, returning its wait status (waitpid(2)'s
-/// `wstatus`: `WIFEXITED`, `WEXITSTATUS`, … read it); `None` while it runs.
-pub fn try_reap_status(pid: i32) -> Option<i32> {
-    let mut status = 0;
-    // SAFETY: waitpid(2) writes one int through a valid pointer.
-    let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    (reaped == pid).then_some(status)
+/// The wait status of our child `pid` if it exited, read without reaping
+/// it (waitid(2) with `WNOWAIT`): until reaped, its PID (and the session
+/// it leads) cannot be reused, so what it left behind can still be
+/// stopped safely. `None` while it runs.
+pub fn peek_exit_status(pid: i32) -> Option<i32> {
+    use nix::sys::wait::{Id, waitid};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    waitid(Id::Pid(Pid::from_raw(pid)), flags)
+        .ok()
+        .and_then(raw_status)
 }
 
 /// The wait status (as waitpid(2) gives it) of a parsed one: `code << 8`

@@ -292,9 +292,17 @@ impl WorkerSource for Programs {
             };
         };
         let deadline = Instant::now() + timeout;
+        // The daemon descends from the start command: it started no
+        // earlier. A PID file naming an older process (stale, its PID
+        // reused by another program that matches) is not this start's.
+        let Some(not_before) = procfs.stat(child).ok().flatten().map(|s| s.start_ticks) else {
+            return Started::Exited("the start command vanished".into());
+        };
         // The start command first: it daemonizes the program and exits.
+        // It is not reaped here, so that its PID and session stay its own
+        // until the caller has stopped what it left, should it fail.
         loop {
-            if let Some(status) = crate::act::spawn::try_reap_status(child) {
+            if let Some(status) = crate::act::spawn::peek_exit_status(child) {
                 if status != 0 {
                     return Started::Exited(describe_exit(status));
                 }
@@ -313,6 +321,7 @@ impl WorkerSource for Programs {
                 pidfile::read(&adopt.pidfile, procfs.pid_max())
                 && let Ok(ProcessReading::Alive(info)) = procfs.observe(pid)
                 && !info.has_exited()
+                && info.start_ticks >= not_before
                 && matches!(
                     self.identify(procfs, worker, pid),
                     Candidate::Wrapper { .. }

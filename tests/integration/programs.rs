@@ -470,3 +470,48 @@ fn adopt_mode_stop_command_gets_stop_timeout_before_any_sigkill() {
     assert_eq!(p.count("fake-celery --daemon…"), 0);
     assert_eq!(p.verdict("celery"), "stopped");
 }
+
+#[test]
+fn adopt_mode_never_takes_an_older_matching_process_for_the_one_it_started() {
+    let p = Programs::new("");
+    let script = p.path().join("fake-celery");
+    fs::write(&script, FAKE_CELERY).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let run = p.path().join("run");
+    fs::create_dir_all(&run).unwrap();
+    // Another node's daemon, live and matching, started before.
+    let mut other = Command::new(&script);
+    other
+        .current_dir(p.path())
+        .args(["start", &run.join("other.pid").display().to_string()]);
+    assert!(other.status().unwrap().success());
+    let other_pid: i32 = fs::read_to_string(run.join("other.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // This node's PID file is stale, written before that daemon started,
+    // and its PID was reused by it; this node's start command starts
+    // nothing.
+    let stale = run.join("b.pid");
+    fs::write(&stale, format!("{other_pid}\n")).unwrap();
+    let before = std::time::SystemTime::now() - Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    p.write_config(&format!(
+        "[worker.b]\ncommand = [\"{s}\", \"--daemon\", \"{r}/b.pid\"]\n\
+         pidfile = \"{r}/b.pid\"\nstart = [\"true\"]\nmatch = \"fake-celery --daemon\"\n",
+        s = script.display(),
+        r = run.display()
+    ));
+    let (code, out, err) = p.run(&["start", "b"]);
+    assert_eq!(code, 2, "{out} {err}");
+    assert!(err.contains("no PID file"), "{err}");
+    // Stopping b touches nothing of the other node.
+    p.run(&["stop", "b"]);
+    assert!(is_alive(other_pid));
+}
