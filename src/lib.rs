@@ -31,6 +31,7 @@ pub mod act;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod error;

@@ -1,0 +1,148 @@
+//! What goes over the control socket: the requests a command makes of the
+//! monitor, the monitor's replies, and how each maps to a route and body
+//! (the protocol is described in [`crate::control`]).
+
+use serde::{Deserialize, Serialize};
+
+/// `GET`: a liveness probe answered by the server thread itself.
+pub const ROUTE_PING: &str = "/v1/ping";
+/// `GET`: [`ControlRequest::Status`].
+pub const ROUTE_STATUS: &str = "/v1/status";
+/// `POST`: [`ControlRequest::Start`].
+pub const ROUTE_START: &str = "/v1/start";
+/// `POST`: [`ControlRequest::Stop`].
+pub const ROUTE_STOP: &str = "/v1/stop";
+/// `POST`: [`ControlRequest::Restart`].
+pub const ROUTE_RESTART: &str = "/v1/restart";
+/// `POST`: [`ControlRequest::Reload`].
+pub const ROUTE_RELOAD: &str = "/v1/reload";
+
+/// The largest request body the server reads, in bytes (64 KiB); a larger
+/// one is answered 413.
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
+
+/// The largest reply body the client reads, in bytes (16 MiB).
+pub const MAX_REPLY_BODY: usize = 16 * 1024 * 1024;
+
+/// What a caller asks of the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum ControlRequest {
+    /// The monitor's view of every worker: `GET /v1/status`.
+    Status,
+    /// Start the named workers, or all of them: `POST /v1/start`.
+    Start {
+        /// Worker names, as the configuration spells them.
+        workers: Vec<String>,
+        /// Every configured worker, whatever `workers` names.
+        all: bool,
+    },
+    /// Stop the named workers, or all of them: `POST /v1/stop`.
+    Stop {
+        /// Worker names, as the configuration spells them.
+        workers: Vec<String>,
+        /// Every configured worker, whatever `workers` names.
+        all: bool,
+    },
+    /// Restart the named workers, or all of them: `POST /v1/restart`.
+    Restart {
+        /// Worker names, as the configuration spells them.
+        workers: Vec<String>,
+        /// Every configured worker, whatever `workers` names.
+        all: bool,
+    },
+    /// Read the configuration again: `POST /v1/reload`.
+    Reload,
+}
+
+/// The body of `POST /v1/start`, `/v1/stop` and `/v1/restart`:
+/// `{"workers": ["a", "b"], "all": false}`. Both fields may be left out
+/// (an empty list, `false`); unknown fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// Worker names.
+    #[serde(default)]
+    pub workers: Vec<String>,
+    /// Every configured worker.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// An HTTP method the protocol uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`: no body.
+    Get,
+    /// `POST`: a JSON body, or none.
+    Post,
+}
+
+impl ControlRequest {
+    /// The method and path that carry this request.
+    pub fn route(&self) -> (Method, &'static str) {
+        match self {
+            ControlRequest::Status => (Method::Get, ROUTE_STATUS),
+            ControlRequest::Start { .. } => (Method::Post, ROUTE_START),
+            ControlRequest::Stop { .. } => (Method::Post, ROUTE_STOP),
+            ControlRequest::Restart { .. } => (Method::Post, ROUTE_RESTART),
+            ControlRequest::Reload => (Method::Post, ROUTE_RELOAD),
+        }
+    }
+
+    /// The JSON body that carries this request, if it has one (a
+    /// [`Selection`] for start, stop and restart).
+    pub fn body(&self) -> Option<Selection> {
+        match self {
+            ControlRequest::Start { workers, all }
+            | ControlRequest::Stop { workers, all }
+            | ControlRequest::Restart { workers, all } => Some(Selection {
+                workers: workers.clone(),
+                all: *all,
+            }),
+            ControlRequest::Status | ControlRequest::Reload => None,
+        }
+    }
+}
+
+/// The monitor's answer: an HTTP status and a JSON body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlReply {
+    /// The HTTP status code (100..=999; anything else is sent as 500).
+    pub status: u16,
+    /// The JSON body.
+    pub body: serde_json::Value,
+}
+
+impl ControlReply {
+    /// A `200 OK` reply carrying `body`.
+    pub fn ok(body: serde_json::Value) -> ControlReply {
+        ControlReply { status: 200, body }
+    }
+
+    /// An error reply: `status` with `{"error": message}`.
+    pub fn error(status: u16, message: impl Into<String>) -> ControlReply {
+        ControlReply {
+            status,
+            body: serde_json::json!({ "error": message.into() }),
+        }
+    }
+
+    /// The `error` field of the body, if it carries one.
+    pub fn error_message(&self) -> Option<&str> {
+        self.body.get("error").and_then(serde_json::Value::as_str)
+    }
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), with `…`
+/// appended when cut: messages that quote what a caller sent stay bounded.
+pub(crate) fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

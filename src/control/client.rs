@@ -1,0 +1,178 @@
+//! The callers' side of the control socket: synchronous calls for `start`,
+//! `stop`, `restart` and `status` (the protocol is described in
+//! [`crate::control`]).
+//!
+//! Each call builds a small current-thread runtime, opens one connection,
+//! sends one request over hyper's HTTP/1.1 client, and closes it.
+
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use super::api::{self, ControlReply, ControlRequest, Method, bounded};
+
+/// How long [`monitor_alive`] waits for the ping's answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a call to the monitor got no reply from it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No monitor serves the socket (it is missing, or nobody listens on
+    /// it): the caller acts itself.
+    #[error("no monitor serves the control socket")]
+    NoMonitor,
+    /// The monitor refuses this caller (403, or the socket's mode refused
+    /// the connection): the message says why.
+    #[error("the monitor refuses this caller: {0}")]
+    Refused(String),
+    /// Anything else: the timeout passed, the connection broke, the answer
+    /// was not JSON.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Sends `request` to the monitor at `socket` and waits up to `timeout` for
+/// the reply, connecting included.
+///
+/// Every status but 403 is returned as a [`ControlReply`], errors the server
+/// gives included (400, 404, 503 when the monitor dropped the request, 504
+/// when it did not answer in time).
+///
+/// Errors: [`ClientError::NoMonitor`] if the socket is missing or refuses
+/// connections; [`ClientError::Refused`] on 403 or `EACCES`;
+/// [`ClientError::Other`] on a timeout, a broken connection, or a reply that
+/// is not JSON (or over [`api::MAX_REPLY_BODY`]).
+pub fn call(
+    socket: &Path,
+    request: &ControlRequest,
+    timeout: Duration,
+) -> Result<ControlReply, ClientError> {
+    let (method, path) = request.route();
+    let body = match request.body() {
+        Some(selection) => serde_json::to_vec(&selection)
+            .map_err(|e| ClientError::Other(format!("encoding the request: {e}")))?,
+        None => Vec::new(),
+    };
+    send(socket, method, path, body, timeout)
+}
+
+/// Whether a live monitor answers `GET /v1/ping` at `socket` within 2 s.
+pub fn monitor_alive(socket: &Path) -> bool {
+    ping(socket, PING_TIMEOUT).is_ok()
+}
+
+/// Pings the monitor at `socket`, waiting up to `timeout`, and returns its
+/// PID.
+///
+/// Errors: as [`call`]'s; a reply that is not `200 {"ok": true, "pid": N}`
+/// is [`ClientError::Other`].
+pub fn ping(socket: &Path, timeout: Duration) -> Result<u32, ClientError> {
+    let reply = send(socket, Method::Get, api::ROUTE_PING, Vec::new(), timeout)?;
+    let pid = reply.body.get("pid").and_then(serde_json::Value::as_u64);
+    match (reply.status, reply.body.get("ok"), pid) {
+        (200, Some(serde_json::Value::Bool(true)), Some(pid)) => u32::try_from(pid)
+            .map_err(|_| ClientError::Other(format!("ping answered an impossible PID {pid}"))),
+        _ => Err(ClientError::Other(format!(
+            "ping answered {}: {}",
+            reply.status,
+            bounded(&reply.body.to_string(), 300)
+        ))),
+    }
+}
+
+/// Sends one request with a raw `body` to `path` (tests use it for what
+/// [`ControlRequest`] cannot say).
+pub(crate) fn send(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<ControlReply, ClientError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| ClientError::Other(format!("starting the client runtime: {e}")))?;
+    runtime.block_on(async {
+        match tokio::time::timeout(timeout, exchange(socket, method, path, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Other(format!(
+                "the monitor at {} did not answer within {} s",
+                socket.display(),
+                timeout.as_secs_f64()
+            ))),
+        }
+    })
+}
+
+async fn exchange(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<ControlReply, ClientError> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NoMonitor,
+            io::ErrorKind::PermissionDenied => {
+                ClientError::Refused(format!("connecting to {}: {e}", socket.display()))
+            }
+            _ => ClientError::Other(format!("connecting to {}: {e}", socket.display())),
+        })?;
+    let broken = |what: &str, e: &dyn std::fmt::Display| {
+        ClientError::Other(format!("{what} the monitor at {}: {e}", socket.display()))
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| broken("talking to", &e))?;
+    let connection = tokio::spawn(connection);
+    let request = Request::builder()
+        .method(match method {
+            Method::Get => hyper::Method::GET,
+            Method::Post => hyper::Method::POST,
+        })
+        .uri(path)
+        .header(HOST, "localhost")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| ClientError::Other(format!("building the request: {e}")))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| broken("sending to", &e))?;
+    let status = response.status();
+    let bytes = Limited::new(response.into_body(), api::MAX_REPLY_BODY)
+        .collect()
+        .await
+        .map_err(|e| broken("reading the reply of", &e))?
+        .to_bytes();
+    drop(sender);
+    connection.abort();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ClientError::Other(format!(
+            "the monitor at {} answered {status} with a body that is not JSON: {e}",
+            socket.display()
+        ))
+    })?;
+    let reply = ControlReply {
+        status: status.as_u16(),
+        body,
+    };
+    if status == StatusCode::FORBIDDEN {
+        return Err(ClientError::Refused(
+            reply
+                .error_message()
+                .map(|m| bounded(m, 300))
+                .unwrap_or_else(|| "403 Forbidden".to_string()),
+        ));
+    }
+    Ok(reply)
+}
