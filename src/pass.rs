@@ -52,6 +52,8 @@ pub struct PassResult {
     pub spawned: Vec<Spawned>,
     /// Workers restarted, with their new wrapper's PID.
     pub restarted: Vec<(String, i32)>,
+    /// Workers whose start or restart failed, with why.
+    pub failed: Vec<(String, String)>,
     /// The live wrapper of each worker found running, to watch.
     pub running: BTreeMap<String, ProcessId>,
     /// The cgroup of each running worker's incarnation that has one.
@@ -91,6 +93,7 @@ pub fn observe_and_decide(
         warnings,
         spawned: Vec::new(),
         restarted: Vec::new(),
+        failed: Vec::new(),
         running,
         cgroups,
     })
@@ -117,7 +120,12 @@ pub fn act(
     let mut in_flight: BTreeMap<String, InFlight> = BTreeMap::new();
     let mut outcome = Ok(());
     for _ in 0..MAX_FOLLOW_UPS {
-        let next = follow_ups(&mut actor.facts, &mut in_flight, &mut result.restarted);
+        let next = follow_ups(
+            &mut actor.facts,
+            &mut in_flight,
+            &mut result.restarted,
+            &mut result.failed,
+        );
         if next.is_empty() {
             break;
         }
@@ -138,7 +146,12 @@ pub fn act(
             .collect();
         actor.act(log, &actions);
     }
-    follow_ups(&mut actor.facts, &mut in_flight, &mut result.restarted);
+    follow_ups(
+            &mut actor.facts,
+            &mut in_flight,
+            &mut result.restarted,
+            &mut result.failed,
+        );
     result.spawned = actor.spawned;
     outcome
 }
@@ -150,6 +163,7 @@ fn follow_ups(
     facts: &mut Vec<Fact>,
     in_flight: &mut BTreeMap<String, InFlight>,
     restarted: &mut Vec<(String, i32)>,
+    failed: &mut Vec<(String, String)>,
 ) -> BTreeSet<String> {
     let mut next = BTreeSet::new();
     for fact in facts.drain(..) {
@@ -170,8 +184,9 @@ fn follow_ups(
                 in_flight.remove(&worker);
                 restarted.push((worker, pid));
             }
-            Fact::Failed { worker } => {
+            Fact::Failed { worker, why } => {
                 in_flight.remove(&worker);
+                failed.push((worker, why));
             }
         }
     }

@@ -6,6 +6,7 @@
 pub mod child;
 pub mod probe;
 pub mod spawn;
+pub mod stop;
 
 use chrono::Utc;
 
@@ -51,10 +52,12 @@ pub enum Fact {
         /// The wrapper's PID.
         pid: i32,
     },
-    /// A restart failed; the attempt stays counted.
+    /// A start or restart failed; a restart's attempt stays counted.
     Failed {
         /// The worker id.
         worker: String,
+        /// Why, for the log and whoever asked for the start.
+        why: String,
     },
 }
 
@@ -362,6 +365,7 @@ impl<'a> Actor<'a> {
         {
             self.facts.push(Fact::Failed {
                 worker: worker.to_string(),
+                why: "the restart attempt could not be recorded".into(),
             });
             return;
         }
@@ -415,12 +419,13 @@ impl<'a> Actor<'a> {
             NewEvent {
                 worker: Some(worker),
                 attempt: Some(attempt),
-                detail: Some(why),
+                detail: Some(why.clone()),
                 ..NewEvent::default()
             },
         );
         self.facts.push(Fact::Failed {
             worker: worker.to_string(),
+            why,
         });
     }
 
@@ -455,12 +460,13 @@ impl<'a> Actor<'a> {
                     EventKind::RestartFailed,
                     NewEvent {
                         worker: Some(worker),
-                        detail: Some(why),
+                        detail: Some(why.clone()),
                         ..NewEvent::default()
                     },
                 );
                 self.facts.push(Fact::Failed {
                     worker: worker.to_string(),
+                    why,
                 });
             }
         }
@@ -474,6 +480,7 @@ impl<'a> Actor<'a> {
         if !self.count(log, worker, restart) {
             self.facts.push(Fact::Failed {
                 worker: worker.to_string(),
+                why: "the restart attempt could not be recorded".into(),
             });
             return;
         }

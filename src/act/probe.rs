@@ -71,6 +71,32 @@ impl ProbeOutcome {
     pub fn passed(&self) -> bool {
         matches!(self, ProbeOutcome::Passed)
     }
+
+    /// In words, one line, for the log: `passed`, `exit 1: <output>`,
+    /// `killed by signal 9`, `timed out`, `could not run: <why>`.
+    pub fn describe(&self) -> String {
+        match self {
+            ProbeOutcome::Passed => "passed".into(),
+            ProbeOutcome::Failed {
+                exit_status,
+                signal,
+                output,
+            } => {
+                let how = match (exit_status, signal) {
+                    (Some(code), _) => format!("exit {code}"),
+                    (None, Some(sig)) => format!("killed by signal {sig}"),
+                    (None, None) => "failed".into(),
+                };
+                if output.is_empty() {
+                    how
+                } else {
+                    format!("{how}: {output}")
+                }
+            }
+            ProbeOutcome::TimedOut => "timed out".into(),
+            ProbeOutcome::CouldNotRun(why) => format!("could not run: {why}"),
+        }
+    }
 }
 
 /// Runs the probe `command` ([`ProgramCommand::argv`]) once and waits for

@@ -15,6 +15,7 @@ use crate::act::{Actor, Placement};
 use crate::cli::{GlobalArgs, InitArgs, LogsArgs, RestartArgs, TargetArgs};
 use crate::config::{self, Environment, Settings};
 use crate::core::{Ending, liveness};
+use crate::control::{ClientError, ControlReply, ControlRequest};
 use crate::error::{EXIT_FAILURES, EXIT_OK, Error, Result};
 use crate::observe::{Observer, ProcessTable};
 use crate::output::{print_stderr, print_stdout, quote};
@@ -103,8 +104,7 @@ struct Acting {
 }
 
 impl Acting {
-    fn open(global: &GlobalArgs, env: &Environment) -> Result<Acting> {
-        let settings = program_settings(global, env)?;
+    fn open(global: &GlobalArgs, settings: Settings) -> Result<Acting> {
         let file = settings
             .programs
             .clone()
@@ -317,7 +317,7 @@ impl Acting {
                     scope.spawn(move || {
                         (
                             w.id.clone(),
-                            stop_one(procfs, spec, members, cgroup.as_deref()),
+                            crate::act::stop::stop_program(procfs, spec, members, cgroup.as_deref()),
                         )
                     })
                 })
@@ -347,66 +347,6 @@ impl Acting {
     }
 }
 
-/// Stops one program's incarnation; says what it did.
-fn stop_one(
-    procfs: &crate::observe::procfs::Procfs,
-    spec: &ProgramSpec,
-    members: &[crate::core::Member],
-    cgroup: Option<&str>,
-) -> String {
-    let cgroups: Vec<String> = cgroup.into_iter().map(str::to_string).collect();
-    let mut said = String::new();
-    if let Some(stop) = spec.adopt.as_ref().and_then(|a| a.stop.as_ref()) {
-        let started = Instant::now();
-        let outcome = crate::act::probe::run(stop, &spec.env, &spec.cwd, spec.stop_timeout);
-        said = format!(
-            "stop command: {}; ",
-            if outcome.passed() {
-                "done".into()
-            } else {
-                format!("{outcome:?}")
-            }
-        );
-        // What is left of it gets the rest of stop_timeout to go, then
-        // SIGKILL (a warm shutdown may outlast the stop command).
-        let report = crate::act::spawn::stop_members_with(
-            procfs,
-            members,
-            &cgroups,
-            None,
-            spec.stop_timeout.saturating_sub(started.elapsed()),
-        );
-        if !report.killed.is_empty() {
-            said.push_str(&format!("SIGKILL to {:?}", report.killed));
-        }
-        return said;
-    }
-    let signal = nix::sys::signal::Signal::try_from(spec.stop_signal.number)
-        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-    let report = crate::act::spawn::stop_members_with(
-        procfs,
-        members,
-        &cgroups,
-        Some(signal),
-        spec.stop_timeout,
-    );
-    said.push_str(&format!(
-        "SIG{} to {:?}",
-        spec.stop_signal.name, report.terminated
-    ));
-    if !report.killed.is_empty() {
-        said.push_str(&format!(
-            "; SIGKILL after {} s to {:?}",
-            spec.stop_timeout.as_secs_f64(),
-            report.killed
-        ));
-    }
-    for cg in &report.cgroups_killed {
-        said.push_str(&format!("; cgroup.kill on {cg}"));
-    }
-    said
-}
-
 /// The exit code of `start`: 0 all started, 1 some failed, 2 all failed.
 fn start_exit_code(tried: usize, failed: usize) -> i32 {
     match failed {
@@ -422,14 +362,82 @@ fn say_failures(failed: &BTreeMap<String, String>, verb: &str) {
     }
 }
 
-/// `pidwatch start`.
+/// How long a command waits for the monitor's answer: a stop may take
+/// `stop_timeout` (at most 10 minutes), a start up to [`READY_WAIT`].
+const MONITOR_WAIT: Duration = crate::daemon::REPLY_TIMEOUT;
+
+/// Asks the monitor that serves the state dir's control socket, if one
+/// does; `None` when none does (the caller then acts itself, under the
+/// lock).
+///
+/// Errors ([`Error::CannotCheck`], exit 3): the monitor refuses this user,
+/// or did not answer; [`Error::Config`] (exit 2) when it answered that the
+/// request is wrong (an unknown worker).
+pub fn ask_monitor(settings: &Settings, request: &ControlRequest) -> Result<Option<ControlReply>> {
+    let socket = settings.paths.dir.join(crate::daemon::CONTROL_SOCKET);
+    if !socket.exists() {
+        return Ok(None);
+    }
+    let reply = match crate::control::call(&socket, request, MONITOR_WAIT) {
+        Ok(reply) => reply,
+        Err(ClientError::NoMonitor) => return Ok(None),
+        Err(e) => {
+            return Err(Error::CannotCheck(format!(
+                "asking the monitor at {}: {e}",
+                socket.display()
+            )));
+        }
+    };
+    match reply.status {
+        200 => Ok(Some(reply)),
+        400 | 404 | 409 => Err(Error::Config(format!(
+            "the monitor says: {}",
+            reply.error_message().unwrap_or("bad request")
+        ))),
+        code => Err(Error::CannotCheck(format!(
+            "the monitor answered {code}: {}",
+            reply.error_message().unwrap_or("no reason given")
+        ))),
+    }
+}
+
+/// The started workers and failures of a start's reply from the monitor.
+fn start_reply(reply: &ControlReply) -> (Vec<String>, BTreeMap<String, String>) {
+    let started = reply
+        .body
+        .get("started")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    let failed = reply
+        .body
+        .get("failed")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    (started, failed)
+}
+
+/// What a selection of worker ids asks of the monitor.
+fn selection(ids: &BTreeSet<String>) -> Vec<String> {
+    ids.iter().cloned().collect()
+}
+
+/// `pidwatch start`: through the monitor when one runs, else itself.
 ///
 /// Errors: no or an invalid config file, an unknown worker (exit 2); the
-/// state dir cannot be used (exit 2 or 3).
+/// state dir cannot be used (exit 2 or 3); the monitor did not answer
+/// (exit 3).
 pub fn start(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result<i32> {
-    let mut acting = Acting::open(global, env)?;
-    let ids = targets(&acting.file, args)?;
-    let failed = acting.start(&ids)?;
+    let settings = program_settings(global, env)?;
+    let file = settings.programs.clone().ok_or_else(|| no_config_error(global))?;
+    let ids = targets(&file, args)?;
+    let request = ControlRequest::Start {
+        workers: selection(&ids),
+        all: false,
+    };
+    let failed = match ask_monitor(&settings, &request)? {
+        Some(reply) => start_reply(&reply).1,
+        None => Acting::open(global, settings)?.start(&ids)?,
+    };
     say_failures(&failed, "start");
     if !global.quiet {
         let ok = ids.iter().filter(|id| !failed.contains_key(*id)).count();
@@ -439,29 +447,56 @@ pub fn start(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Resul
     Ok(start_exit_code(ids.len(), failed_targets))
 }
 
-/// `pidwatch stop`.
+/// `pidwatch stop`: through the monitor when one runs, else itself.
 ///
 /// Errors: as [`start`].
 pub fn stop(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result<i32> {
-    let mut acting = Acting::open(global, env)?;
-    let ids = targets(&acting.file, args)?;
-    let done = acting.stop(&ids)?;
+    let settings = program_settings(global, env)?;
+    let file = settings.programs.clone().ok_or_else(|| no_config_error(global))?;
+    let ids = targets(&file, args)?;
+    let request = ControlRequest::Stop {
+        workers: selection(&ids),
+        all: false,
+    };
+    let done: BTreeMap<String, String> = match ask_monitor(&settings, &request)? {
+        Some(reply) => reply
+            .body
+            .get("stopped")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default(),
+        None => Acting::open(global, settings)?.stop(&ids)?,
+    };
     if !global.quiet {
         for (id, what) in &done {
-            print_stdout(&format!("{id}: {what}\n"));
+            print_stdout(&format!(
+                "{id}: {}\n",
+                crate::output::escape_controls(what)
+            ));
         }
     }
     Ok(EXIT_OK)
 }
 
-/// `pidwatch restart`: stop, then start.
+/// `pidwatch restart`: stop, then start; through the monitor when one
+/// runs, else itself.
 ///
 /// Errors: as [`start`].
 pub fn restart(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result<i32> {
-    let mut acting = Acting::open(global, env)?;
-    let ids = targets(&acting.file, args)?;
-    acting.stop(&ids)?;
-    let failed = acting.start(&ids)?;
+    let settings = program_settings(global, env)?;
+    let file = settings.programs.clone().ok_or_else(|| no_config_error(global))?;
+    let ids = targets(&file, args)?;
+    let request = ControlRequest::Restart {
+        workers: selection(&ids),
+        all: false,
+    };
+    let failed = match ask_monitor(&settings, &request)? {
+        Some(reply) => start_reply(&reply).1,
+        None => {
+            let mut acting = Acting::open(global, settings)?;
+            acting.stop(&ids)?;
+            acting.start(&ids)?
+        }
+    };
     say_failures(&failed, "start");
     let failed_targets = failed.keys().filter(|id| ids.contains(*id)).count();
     Ok(start_exit_code(ids.len(), failed_targets))

@@ -506,7 +506,17 @@ fn program_verdict(
         .as_ref()
         .map_or(RestartMode::OnFailure, |p| p.restart);
     let unhealthy = worker.program.as_ref().is_some_and(|p| p.unhealthy);
-    if let Some(signal) = deliberate_stop(worker) {
+    if worker.program.as_ref().is_some_and(|p| p.start_requested) {
+        let verdict = if deps_met {
+            Verdict::NotStarted
+        } else {
+            Verdict::Waiting
+        };
+        return (verdict, Some(reason.clone()));
+    }
+    // pidwatch's own stop of an unhealthy incarnation is no deliberate
+    // stop of the worker: it is restarted.
+    if !unhealthy && let Some(signal) = deliberate_stop(worker) {
         return (Verdict::Stopped, Some(Reason::Stopped(signal)));
     }
     let ending = last_ending(worker);
@@ -690,6 +700,16 @@ fn plan(
         });
     }
     match verdict {
+        // Never a second one while a process of the last one lives: those
+        // are stopped first, and the start waits for the next pass.
+        Verdict::NotStarted if worker.program.is_some() && !worker.members.is_empty() => {
+            decision.actions.push(Action::StopOld {
+                worker: id.clone(),
+                members: worker.members.clone(),
+                cgroups: cgroups_of(worker),
+                restart: None,
+            });
+        }
         Verdict::NotStarted if worker.program.is_some() => {
             decision.actions.push(Action::Start { worker: id.clone() });
         }

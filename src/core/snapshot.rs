@@ -242,6 +242,11 @@ pub struct ProgramState {
     /// Its last incarnation was ended for failing its health probe
     /// `retries` times in a row.
     pub unhealthy: bool,
+    /// A start was asked for (`pidwatch start`, a reload that added or
+    /// changed it) and has not happened yet: it is started whatever ended
+    /// its last run (a deliberate stop, a clean exit, restart mode
+    /// `never`), once what it depends on is met.
+    pub start_requested: bool,
 }
 
 /// A restart carried over from one step of a pass to the next.

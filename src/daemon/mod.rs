@@ -19,6 +19,8 @@
 
 pub mod cgroup_events;
 pub mod detach;
+mod duties;
+pub use duties::{CONTROL_SOCKET, REPLY_TIMEOUT};
 pub mod lock;
 pub mod notify;
 pub mod pid_folder;
@@ -260,6 +262,8 @@ struct Monitor {
     /// When `WATCHDOG=1` was last sent (a cell: restarts ping from inside a pass).
     last_ping: Cell<Instant>,
     passes_since_ping: u64,
+    /// Probes, stops, starts asked for, the control socket: programs'.
+    duties: duties::Duties,
 }
 
 impl Monitor {
@@ -293,6 +297,8 @@ impl Monitor {
                 EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNALS),
             )
             .map_err(|e| Error::CannotCheck(format!("epoll_ctl: {e}")))?;
+        let duties = duties::Duties::new(&epoll)
+            .map_err(|e| Error::CannotCheck(format!("eventfd for probes and stops: {e}")))?;
         let notifier = Notifier::from_env();
         let fd_limit = crate::act::spawn::raise_fd_limit();
         let now = Instant::now();
@@ -328,6 +334,7 @@ impl Monitor {
             next_due: None,
             last_ping: Cell::new(now),
             passes_since_ping: 0,
+            duties,
         };
         if let Err(e) = fd_limit {
             monitor.log.log(
@@ -336,6 +343,7 @@ impl Monitor {
             );
         }
         monitor.watch_pid_dir();
+        monitor.serve_control();
         if matches!(monitor.placement, Placement::Cgroup(_))
             && let Err(why) = monitor.cgroup_events.arm(&monitor.epoll)
         {
@@ -479,6 +487,19 @@ impl Monitor {
                     last_ping.set(Instant::now());
                 }
             };
+            // Workers being stopped on purpose are judged, not acted on.
+            let held = &self.duties.held;
+            result
+                .decision
+                .actions
+                .retain(|a| !held.contains_key(a.worker()));
+            // Survivors stopped before a start: the start comes at the
+            // next pass, soon.
+            let survivors = result
+                .decision
+                .actions
+                .iter()
+                .any(|a| matches!(a, crate::core::Action::StopOld { restart: None, .. }));
             if let Err(e) = pass::act(&ctx, &mut result, &mut self.log, Some(&feed)) {
                 self.log
                     .log(Level::Error, &format!("Restart step failed: {e}"));
@@ -487,10 +508,23 @@ impl Monitor {
                 self.children.insert(s.pid, s);
             }
             self.restarts += result.restarted.len() as u64;
-            // Restarted workers are watched from now on.
-            self.retry
-                .extend(result.restarted.iter().map(|(w, _)| w.clone()));
+            // Restarted workers are watched from now on, and what waits
+            // for them is looked at again.
+            for (started, _) in &result.restarted {
+                self.retry.insert(started.clone());
+                self.retry.extend(
+                    self.workers
+                        .values()
+                        .filter(|w| w.dependencies.contains(started))
+                        .map(|w| w.id.clone()),
+                );
+            }
+            if survivors {
+                let soon = Utc::now() + chrono::Duration::seconds(1);
+                self.next_due = Some(self.next_due.map_or(soon, |d| d.min(soon)));
+            }
         }
+        self.after_pass(&result);
 
         for d in &result.decision.workers {
             match result.cgroups.get(&d.id) {
@@ -679,46 +713,81 @@ impl Monitor {
         }
     }
 
-    /// Reaps every exited child and journals its exit status.
+    /// Reaps every exited child this monitor started (the processes of
+    /// [`Monitor::children`]) and journals its exit status.
+    ///
+    /// Only those, by PID: probes and stop commands run on other threads,
+    /// which reap their own children. A peek (`waitid(P_ALL, WNOWAIT)`)
+    /// first says whether any child exited at all, so a wake with nothing to
+    /// reap costs one system call, not one per worker.
     fn reap(&mut self) {
+        use nix::sys::wait::{Id, waitid};
+        let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                Ok(status) => {
-                    let (Some(pid), Some(desc)) = (status.pid(), describe_status(status)) else {
-                        continue;
-                    };
-                    if let Some(child) = self.children.remove(&pid.as_raw()) {
-                        let worker = child.worker;
-                        if !child.noted
-                            && let Some(raw) = crate::act::spawn::raw_status(status)
-                        {
-                            self.observer.source.child_exited(
-                                &worker,
-                                &child.incarnation,
-                                child.pid,
-                                raw,
-                            );
-                        }
-                        self.log.log(
-                            Level::Info,
-                            &format!("Process of worker {worker} (PID {pid}) exited ({desc})"),
-                        );
-                        self.journal(
-                            EventKind::ChildExited,
-                            NewEvent {
-                                worker: Some(&worker),
-                                pid: Some(pid.as_raw()),
-                                detail: Some(desc),
-                                ..NewEvent::default()
-                            },
-                        );
-                    }
-                }
+            let pid = match waitid(Id::All, peek) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Err(Errno::EINTR) => continue,
-                Err(_) => break,
+                Err(_) => return,
+                Ok(status) => status.pid(),
+            };
+            match pid {
+                Some(pid) if self.children.contains_key(&pid.as_raw()) => {
+                    self.reap_child(pid.as_raw());
+                }
+                // Another thread's child (a probe): look at ours one by one.
+                _ => {
+                    let pids: Vec<i32> = self.children.keys().copied().collect();
+                    for pid in pids {
+                        self.reap_child(pid);
+                    }
+                    return;
+                }
             }
         }
+    }
+
+    /// Reaps child `pid` if it exited: lets its source record how, logs
+    /// and journals it.
+    fn reap_child(&mut self, pid: i32) {
+        let status = loop {
+            match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                Err(Errno::EINTR) => continue,
+                // Reaped elsewhere (cannot happen for our own): forget it.
+                Err(Errno::ECHILD) => {
+                    self.children.remove(&pid);
+                    return;
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => break status,
+            }
+        };
+        let Some(desc) = describe_status(status) else {
+            return;
+        };
+        let Some(child) = self.children.remove(&pid) else {
+            return;
+        };
+        let worker = child.worker;
+        if !child.noted
+            && let Some(raw) = crate::act::spawn::raw_status(status)
+        {
+            self.observer
+                .source
+                .child_exited(&worker, &child.incarnation, child.pid, raw);
+        }
+        self.log.log(
+            Level::Info,
+            &format!("Process of worker {worker} (PID {pid}) exited ({desc})"),
+        );
+        self.journal(
+            EventKind::ChildExited,
+            NewEvent {
+                worker: Some(&worker),
+                pid: Some(pid),
+                detail: Some(desc),
+                ..NewEvent::default()
+            },
+        );
     }
 
     /// SIGHUP: reopen `monitor.log`, find the initiative again, reopen the
@@ -730,6 +799,19 @@ impl Monitor {
                 "pidwatch: reopening {}: {e}",
                 self.log.path().display()
             ));
+        }
+        if self.settings.programs.is_some() {
+            match self.reload_config() {
+                Ok(_) => {}
+                Err(why) => self.log.log(
+                    Level::Error,
+                    &format!(
+                        "Reload refused, the running set stays as it was: {}",
+                        why.lines().collect::<Vec<_>>().join("; ")
+                    ),
+                ),
+            }
+            return;
         }
         self.log.log(
             Level::Info,
@@ -754,6 +836,9 @@ impl Monitor {
         }
         if let Some(wd) = self.watchdog {
             wake = wake.min(self.last_ping.get() + wd);
+        }
+        if let Some(duty) = self.duties.next_wake(self.settings.programs.is_some()) {
+            wake = wake.min(duty);
         }
         if !self.retry.is_empty() {
             wake = now;
@@ -829,6 +914,8 @@ impl Monitor {
                         None => sweep = true,
                     },
                     TOKEN_CGROUPS => scope.extend(self.cgroup_events.read()),
+                    duties::TOKEN_DUTIES => self.take_done(),
+                    duties::TOKEN_CONTROL => self.take_requests(),
                     token => {
                         if let Some(worker) = self.watches.fired(&self.epoll, token) {
                             scope.insert(worker);
@@ -853,6 +940,9 @@ impl Monitor {
                 self.note_exits(Some(&scope));
                 self.pass(Some(&scope));
             }
+            self.run_due_probes();
+            self.rotate_logs();
+            self.check_starts();
             // Children last: while a wrapper of ours is an unreaped zombie, its
             // PID cannot be reused, so its survivors were safe to stop above.
             self.reap();

@@ -10,7 +10,7 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use crate::observe::procfs::Procfs;
 
 /// The first epoll token handed to a pidfd (lower ones are the monitor's own).
-pub const FIRST_PIDFD_TOKEN: u64 = 3;
+pub const FIRST_PIDFD_TOKEN: u64 = 16;
 
 /// A pidfd watch on one running worker.
 struct Watch {

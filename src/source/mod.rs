@@ -80,6 +80,14 @@ pub trait WorkerSource {
     /// file's path.
     fn scope(&self) -> &Initiative;
 
+    /// The config file's programs, when this source is one: the monitor
+    /// runs their probes, rotates their logs and serves start and stop
+    /// requests for them. `None` for a source whose workers have none of
+    /// these.
+    fn programs(&self) -> Option<&programs::Programs> {
+        None
+    }
+
     /// Reads the workers: all of them (`only` = `None`), or the named ones
     /// and what they depend on, directly or not. A full read also reports
     /// what is odd around them (stray PID files, a replaced DB).

@@ -27,13 +27,17 @@ use crate::observe::taskdb::Initiative;
 use crate::source::config::{ConfigFile, ProgramSpec};
 use crate::source::{SourceReading, SpawnRequest, Started, WorkerDef, WorkerSource};
 
-/// What the monitor's probes found of a worker's incarnation.
+/// What the monitor learned of a worker outside the pass: its probes'
+/// findings and a start asked for. Lives as long as the monitor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProbeState {
+pub struct Runtime {
     /// The incarnation the readiness probe passed for.
     pub ready_for: Option<String>,
     /// The incarnation that was stopped for failing its health probe.
     pub unhealthy: Option<String>,
+    /// A start was asked for and has not happened yet
+    /// ([`ProgramState::start_requested`]).
+    pub start_requested: bool,
 }
 
 /// The workers of one config file.
@@ -46,8 +50,8 @@ pub struct Programs {
     index: BTreeMap<String, usize>,
     /// `match` of each worker, compiled.
     matches: BTreeMap<String, regex::Regex>,
-    /// Readiness and health, as the probes found them.
-    pub probes: RefCell<BTreeMap<String, ProbeState>>,
+    /// Readiness, health and starts asked for, by worker id.
+    pub runtime: RefCell<BTreeMap<String, Runtime>>,
 }
 
 impl Programs {
@@ -77,7 +81,7 @@ impl Programs {
             pid_dir: paths.pid_dir.clone(),
             log_dir: paths.log_dir.clone(),
             matches,
-            probes: RefCell::new(BTreeMap::new()),
+            runtime: RefCell::new(BTreeMap::new()),
             file,
         }
     }
@@ -117,6 +121,10 @@ pub fn scope_of(file: &ConfigFile) -> Initiative {
 impl WorkerSource for Programs {
     fn scope(&self) -> &Initiative {
         &self.scope
+    }
+
+    fn programs(&self) -> Option<&Programs> {
+        Some(self)
     }
 
     fn read(&self, only: Option<&BTreeSet<String>>) -> Result<SourceReading> {
@@ -202,8 +210,8 @@ impl WorkerSource for Programs {
 
     fn program(&self, worker: &str, incarnation: Option<&Incarnation>) -> Option<ProgramState> {
         let spec = self.spec(worker)?;
-        let probes = self.probes.borrow();
-        let probe = probes.get(worker);
+        let runtime = self.runtime.borrow();
+        let probe = runtime.get(worker);
         let current = incarnation.map(|i| i.id.as_str());
         Some(ProgramState {
             restart: spec.restart,
@@ -219,6 +227,7 @@ impl WorkerSource for Programs {
             }),
             unhealthy: probe
                 .is_some_and(|p| current.is_some() && p.unhealthy.as_deref() == current),
+            start_requested: probe.is_some_and(|p| p.start_requested),
         })
     }
 

@@ -884,6 +884,25 @@ impl StateDb {
     }
 }
 
+impl StateDb {
+    /// Marks incarnation `id`, ended or not, as stopped deliberately (a
+    /// `stop` asked for while it was dead or waiting for its restart), so
+    /// that it stays stopped; journals `stopped` with `detail`.
+    pub fn mark_stopped(&self, initiative: &str, worker: &str, id: &str, detail: &str) -> Result<()> {
+        self.in_transaction(|| {
+            self.conn
+                .prepare_cached("UPDATE incarnations SET stopped = 1 WHERE id = ?1")?
+                .execute(params![id])?;
+            let event = NewEvent {
+                worker: Some(worker),
+                detail: Some(format!("incarnation {id}: {detail}")),
+                ..NewEvent::default()
+            };
+            self.insert_event(Utc::now(), Some(initiative), EventKind::Stopped, &event)
+        })
+    }
+}
+
 /// How an incarnation ended, in words: `exit 0`, `signal TERM (a deliberate
 /// stop)`, `wrapper gone, no exit file`.
 pub fn describe_ending(ending: &Ending) -> String {

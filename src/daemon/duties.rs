@@ -1,0 +1,983 @@
+//! What the monitor does for workers from a config file besides the pass
+//! (ARCHITECTURE.md, "Programs"): runs their `ready` and `health` probes,
+//! stops them on request or when unhealthy, serves the control socket's
+//! start, stop, restart, status and reload requests, re-reads the config
+//! on SIGHUP, and rotates their logs.
+//!
+//! Everything slow runs on threads of its own (a probe, a stop that waits
+//! `stop_timeout`), so that the loop keeps noticing deaths meanwhile; each
+//! thread reports through a channel and wakes the loop through an eventfd
+//! ([`TOKEN_DUTIES`]). The state DB and the decisions stay on the loop's
+//! thread. While a worker is being stopped it is *held*: the passes observe
+//! and judge it, but nothing is done to it, so that the death the stop
+//! causes is never taken for a failure to restart.
+//!
+//! A start asked for marks the worker ([`Runtime::start_requested`]); the
+//! pass's `decide` then starts it once what it depends on runs and is ready,
+//! as it starts a worker that never ran. The caller's answer waits until
+//! each worker asked for runs (and passed its `ready` probe), failed to
+//! start, or [`START_WAIT`] passed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsFd;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use nix::sys::epoll::{EpollEvent, EpollFlags};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::act::probe::{self, HealthState, ProbeOutcome};
+use crate::cli::TargetArgs;
+use crate::control::{ControlReply, ControlRequest, Pending, Server, ServerOptions};
+use crate::core::{Ending, Verdict, liveness};
+use crate::error::Error;
+use crate::observe::ProcessTable;
+use crate::pass::PassResult;
+use crate::source::config::{ConfigFile, ProgramSpec};
+use crate::source::programs::Runtime;
+use crate::store::monitor_log::{Level, one_line};
+use crate::store::statedb::{EventKind, NewEvent};
+
+use super::Monitor;
+
+/// The epoll token of the duties' eventfd (a probe or a stop finished).
+pub(super) const TOKEN_DUTIES: u64 = 3;
+/// The epoll token of the control socket's eventfd (requests wait).
+pub(super) const TOKEN_CONTROL: u64 = 4;
+
+/// How long a start asked of the monitor waits for its workers to run and
+/// be ready before it answers with those still missing.
+pub const START_WAIT: Duration = crate::commands::programs::READY_WAIT;
+
+/// How often the worker logs' sizes are looked at.
+const LOG_CHECK_PERIOD: Duration = Duration::from_secs(5);
+
+/// How long the server waits for the monitor's answer: a stop may take
+/// `stop_timeout` (at most 10 minutes), then a start [`START_WAIT`].
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(12 * 60);
+
+/// The file name of the control socket in the state dir.
+pub const CONTROL_SOCKET: &str = "control.sock";
+
+/// Which probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeKind {
+    Ready,
+    Health,
+}
+
+/// The probes of one running incarnation.
+#[derive(Debug)]
+struct Watching {
+    incarnation: String,
+    /// When the readiness probe runs next; `None` once it passed (or when
+    /// there is none).
+    ready_due: Option<Instant>,
+    /// When the health probe runs next; `None` while not ready yet (or
+    /// when there is none).
+    health_due: Option<Instant>,
+    health: HealthState,
+    /// A probe of it runs now.
+    in_flight: bool,
+}
+
+/// What a thread reports.
+enum Done {
+    Probe {
+        worker: String,
+        incarnation: String,
+        kind: ProbeKind,
+        outcome: ProbeOutcome,
+    },
+    Stopped {
+        job: u64,
+        worker: String,
+        said: String,
+    },
+}
+
+/// Why workers are being stopped.
+enum Purpose {
+    /// Asked for (`stop`, `restart`, a reload that removed or changed
+    /// them): recorded as a deliberate stop; then started again when
+    /// `then_start` names them.
+    Asked {
+        reply: Option<Pending>,
+        then_start: BTreeSet<String>,
+    },
+    /// Its health probe failed `retries` times in a row: not recorded as a
+    /// stop, so that the pass restarts it with reason `unhealthy`.
+    Unhealthy,
+}
+
+/// Workers being stopped together.
+struct StopJob {
+    purpose: Purpose,
+    /// Workers whose thread has not reported yet.
+    waiting: BTreeSet<String>,
+    /// What was done to each, in words.
+    said: BTreeMap<String, String>,
+    /// The incarnation each stop ends, with the stop signal's name.
+    ending: BTreeMap<String, (String, String)>,
+}
+
+/// A start asked of the monitor, waiting for its workers.
+struct PendingStart {
+    reply: Option<Pending>,
+    targets: BTreeSet<String>,
+    deadline: Instant,
+}
+
+/// The monitor's duties towards programs.
+pub(super) struct Duties {
+    wake: Arc<EventFd>,
+    tx: mpsc::Sender<Done>,
+    rx: mpsc::Receiver<Done>,
+    watching: BTreeMap<String, Watching>,
+    /// Workers being stopped, with their job.
+    pub(super) held: BTreeMap<String, u64>,
+    jobs: BTreeMap<u64, StopJob>,
+    next_job: u64,
+    starts: Vec<PendingStart>,
+    /// Failures of starts asked for, by worker, since they were asked.
+    start_failures: BTreeMap<String, String>,
+    /// The live incarnation of each running worker, as the passes found it.
+    incarnations: BTreeMap<String, String>,
+    next_log_check: Instant,
+    /// The control socket, when one is served.
+    pub(super) server: Option<Server>,
+}
+
+impl Duties {
+    /// Duties with nothing to do yet, their eventfd added to `epoll`.
+    ///
+    /// Errors: the eventfd cannot be had or watched.
+    pub(super) fn new(epoll: &nix::sys::epoll::Epoll) -> std::io::Result<Duties> {
+        let wake = Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+        )?);
+        epoll.add(
+            wake.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_DUTIES),
+        )?;
+        let (tx, rx) = mpsc::channel();
+        Ok(Duties {
+            wake,
+            tx,
+            rx,
+            watching: BTreeMap::new(),
+            held: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            next_job: 0,
+            starts: Vec::new(),
+            start_failures: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            next_log_check: Instant::now(),
+            server: None,
+        })
+    }
+
+    /// When the loop must wake next for a duty: a probe due, a start's
+    /// deadline, the log check.
+    pub(super) fn next_wake(&self, programs: bool) -> Option<Instant> {
+        let probes = self
+            .watching
+            .values()
+            .filter(|w| !w.in_flight)
+            .flat_map(|w| [w.ready_due, w.health_due])
+            .flatten();
+        let starts = self.starts.iter().map(|s| s.deadline);
+        let logs = programs.then_some(self.next_log_check);
+        probes.chain(starts).chain(logs).min()
+    }
+
+    /// Sends `done` to the loop and wakes it.
+    fn report(tx: &mpsc::Sender<Done>, wake: &EventFd, done: Done) {
+        if tx.send(done).is_ok() {
+            let _ = wake.write(1);
+        }
+    }
+}
+
+/// `{"error": ...}` with an HTTP status.
+fn refuse(status: u16, message: String) -> ControlReply {
+    ControlReply::error(status, one_line(&message))
+}
+
+impl Monitor {
+    /// Binds the control socket in the state dir, when workers come from
+    /// a config file; logs why not when it cannot (the monitor runs on:
+    /// `start` and `stop` then wait for its lock instead).
+    pub(super) fn serve_control(&mut self) {
+        if self.settings.programs.is_none() {
+            return;
+        }
+        let path = self.settings.paths.dir.join(CONTROL_SOCKET);
+        let options = ServerOptions {
+            reply_timeout: REPLY_TIMEOUT,
+            ..ServerOptions::default()
+        };
+        match Server::bind_with(&path, &options) {
+            Ok(server) => {
+                if let Err(e) = self.epoll.add(
+                    server.wake_fd(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CONTROL),
+                ) {
+                    self.log.log(
+                        Level::Warning,
+                        &format!("cannot watch the control socket: {e}; it is not served"),
+                    );
+                    return;
+                }
+                self.log.log(
+                    Level::Info,
+                    &format!("Control socket: {}", path.display()),
+                );
+                self.duties.server = Some(server);
+            }
+            Err(e) => self.log.log(
+                Level::Warning,
+                &format!("cannot serve the control socket: {e}"),
+            ),
+        }
+    }
+
+    /// The config file's programs, when workers come from one.
+    fn file(&self) -> Option<Arc<ConfigFile>> {
+        self.settings.programs.clone()
+    }
+
+    fn spec(&self, id: &str) -> Option<ProgramSpec> {
+        self.observer.source.programs()?.spec(id).cloned()
+    }
+
+    fn with_runtime(&self, id: &str, f: impl FnOnce(&mut Runtime)) {
+        if let Some(programs) = self.observer.source.programs() {
+            f(programs.runtime.borrow_mut().entry(id.to_string()).or_default());
+        }
+    }
+
+    /// Answers every request waiting on the control socket.
+    pub(super) fn take_requests(&mut self) {
+        let Some(server) = &self.duties.server else {
+            return;
+        };
+        for pending in server.take() {
+            let request = pending.request().clone();
+            match request {
+                ControlRequest::Status => {
+                    let reply = self.status_reply();
+                    pending.respond(reply);
+                }
+                ControlRequest::Reload => {
+                    let reply = match self.reload_config() {
+                        Ok(summary) => ControlReply::ok(summary),
+                        Err(why) => refuse(400, why),
+                    };
+                    pending.respond(reply);
+                }
+                ControlRequest::Start { workers, all } => match self.targets(workers, all) {
+                    Ok(ids) => self.request_start(&ids, Some(pending)),
+                    Err(reply) => pending.respond(reply),
+                },
+                ControlRequest::Stop { workers, all } => match self.targets(workers, all) {
+                    Ok(ids) => self.stop_workers(
+                        &ids,
+                        Purpose::Asked {
+                            reply: Some(pending),
+                            then_start: BTreeSet::new(),
+                        },
+                    ),
+                    Err(reply) => pending.respond(reply),
+                },
+                ControlRequest::Restart { workers, all } => match self.targets(workers, all) {
+                    Ok(ids) => {
+                        let then_start = ids.clone();
+                        self.stop_workers(
+                            &ids,
+                            Purpose::Asked {
+                                reply: Some(pending),
+                                then_start,
+                            },
+                        )
+                    }
+                    Err(reply) => pending.respond(reply),
+                },
+            }
+        }
+    }
+
+    /// The worker ids a request names.
+    fn targets(&self, workers: Vec<String>, all: bool) -> Result<BTreeSet<String>, ControlReply> {
+        let Some(file) = self.file() else {
+            return Err(refuse(
+                409,
+                "this monitor watches an orchestrator dir: start, stop and restart are for \
+                 workers from a config file"
+                    .into(),
+            ));
+        };
+        if workers.is_empty() && !all {
+            return Err(refuse(
+                400,
+                "name the workers, or ask for all of them".into(),
+            ));
+        }
+        crate::commands::programs::targets(&file, &TargetArgs { workers, all })
+            .map_err(|e| refuse(404, e.to_string()))
+    }
+
+    /// The status report, as `status --json` prints it, from what this
+    /// monitor sees (its probes' findings included).
+    fn status_reply(&mut self) -> ControlReply {
+        // TODO(merge status): the full report.
+        ControlReply::ok(serde_json::json!({ "verdicts": self.verdicts }))
+    }
+
+    /// Asks for `ids` (and what they depend on) to start: a worker that
+    /// runs is left as it is; one that is stopped, spent or never started
+    /// is marked, and the next pass starts it when its dependencies are
+    /// met. `reply`, if any, is answered once each of `ids` runs and is
+    /// ready, failed, or [`START_WAIT`] passed.
+    fn request_start(&mut self, ids: &BTreeSet<String>, reply: Option<Pending>) {
+        let graph: BTreeMap<String, BTreeSet<String>> = self
+            .file()
+            .map(|f| {
+                f.workers
+                    .iter()
+                    .map(|w| (w.id.clone(), w.depends_on.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let closure = crate::source::dependency_closure(&graph, ids);
+        let scope = self.observer.scope().id.clone();
+        for id in &closure {
+            self.duties.start_failures.remove(id);
+            // (A mark on a worker that runs is cleared by the next pass.)
+            self.with_runtime(id, |r| r.start_requested = true);
+            self.retry.insert(id.clone());
+            if self.verdicts.get(id) == Some(&Verdict::Running) {
+                continue;
+            }
+            // A start by hand clears the restart cap's count, as
+            // `systemctl reset-failed` and a start do.
+            if let Some(state) = &self.state {
+                let one = BTreeSet::from([id.clone()]);
+                let spent = state
+                    .records(&scope, Some(&one))
+                    .ok()
+                    .and_then(|r| r.get(id).map(|r| r.attempts > 0 || r.given_up))
+                    .unwrap_or(false);
+                if spent
+                    && let Err(e) = state.reset(Utc::now(), &scope, id, EventKind::Reset, true)
+                {
+                    self.with_runtime(id, |r| r.start_requested = false);
+                    self.duties.start_failures.insert(id.clone(), e.to_string());
+                }
+            }
+        }
+        self.duties.starts.push(PendingStart {
+            reply,
+            targets: ids.clone(),
+            deadline: Instant::now() + START_WAIT,
+        });
+        self.check_starts();
+    }
+
+    /// Whether worker `id` runs and, if it has a readiness probe, passed it.
+    fn runs_ready(&self, id: &str) -> bool {
+        if self.verdicts.get(id) != Some(&Verdict::Running) {
+            return false;
+        }
+        let Some(spec) = self.spec(id) else {
+            return true;
+        };
+        if spec.ready.is_none() {
+            return true;
+        }
+        let current = self.duties.incarnations.get(id);
+        self.observer
+            .source
+            .programs()
+            .and_then(|p| p.runtime.borrow().get(id).map(|r| r.ready_for.clone()))
+            .flatten()
+            .is_some_and(|ready| Some(&ready) == current)
+    }
+
+    /// Answers each start asked for whose workers all run and are ready,
+    /// failed, or whose time is up.
+    pub(super) fn check_starts(&mut self) {
+        let now = Instant::now();
+        let starts = std::mem::take(&mut self.duties.starts);
+        for mut start in starts {
+            let mut started = Vec::new();
+            let mut failed = BTreeMap::new();
+            let mut waiting = Vec::new();
+            for id in &start.targets {
+                if self.runs_ready(id) {
+                    started.push(id.clone());
+                } else if let Some(why) = self.duties.start_failures.get(id) {
+                    failed.insert(id.clone(), why.clone());
+                } else if let Some(dep) = self.failed_dependency(id) {
+                    failed.insert(id.clone(), format!("its dependency {dep} did not start"));
+                } else {
+                    waiting.push(id.clone());
+                }
+            }
+            if !waiting.is_empty() && now < start.deadline {
+                self.duties.starts.push(start);
+                continue;
+            }
+            for id in waiting {
+                let why = match self.verdicts.get(&id) {
+                    Some(Verdict::Running) => format!(
+                        "it did not pass its ready probe within {} s",
+                        START_WAIT.as_secs()
+                    ),
+                    Some(Verdict::Waiting) => format!(
+                        "what it depends on did not come up within {} s",
+                        START_WAIT.as_secs()
+                    ),
+                    Some(v) => format!("not running after {} s ({v})", START_WAIT.as_secs()),
+                    None => format!("not running after {} s", START_WAIT.as_secs()),
+                };
+                failed.insert(id, why);
+            }
+            if let Some(reply) = start.reply.take() {
+                reply.respond(ControlReply::ok(serde_json::json!({
+                    "started": started,
+                    "failed": failed,
+                })));
+            }
+        }
+    }
+
+    /// A worker `id` depends on, directly or not, whose start failed.
+    fn failed_dependency(&self, id: &str) -> Option<String> {
+        let file = self.file()?;
+        let graph: BTreeMap<String, BTreeSet<String>> = file
+            .workers
+            .iter()
+            .map(|w| (w.id.clone(), w.depends_on.clone()))
+            .collect();
+        let closure = crate::source::dependency_closure(&graph, &BTreeSet::from([id.to_string()]));
+        closure
+            .into_iter()
+            .find(|d| d != id && self.duties.start_failures.contains_key(d))
+    }
+
+    /// Stops the running workers of `ids` on threads of their own, holding
+    /// them meanwhile; a worker that does not run is answered at once (and,
+    /// when asked, its last incarnation is marked stopped so that it is
+    /// not restarted).
+    fn stop_workers(&mut self, ids: &BTreeSet<String>, purpose: Purpose) {
+        let job = self.duties.next_job;
+        self.duties.next_job += 1;
+        let mut said = BTreeMap::new();
+        let mut waiting = BTreeSet::new();
+        let mut ending = BTreeMap::new();
+        let asked = matches!(purpose, Purpose::Asked { .. });
+        let scope = self.observer.scope().id.clone();
+        let observation = self
+            .observer
+            .observe(self.state.as_ref(), Some(ids))
+            .map(|o| o.snapshot.workers);
+        let workers = match observation {
+            Ok(workers) => workers,
+            Err(e) => {
+                for id in ids {
+                    said.insert(id.clone(), format!("cannot observe it: {e}"));
+                }
+                Vec::new()
+            }
+        };
+        let mut table = ProcessTable::default();
+        for w in workers.iter().filter(|w| ids.contains(&w.id)) {
+            if asked {
+                self.with_runtime(&w.id, |r| r.start_requested = false);
+                self.duties.starts.iter_mut().for_each(|s| {
+                    s.targets.remove(&w.id);
+                });
+            }
+            if self.duties.held.contains_key(&w.id) {
+                said.insert(w.id.clone(), "already being stopped".into());
+                continue;
+            }
+            let Some(spec) = self.spec(&w.id) else {
+                continue;
+            };
+            let members = self.observer.live_processes(w, &mut table);
+            let live = w.incarnation.as_ref().filter(|i| i.ending.is_none());
+            if members.is_empty() && (live.is_none() || liveness(w).0.is_err()) {
+                if asked
+                    && let (Some(state), Some(inc)) = (&self.state, &w.incarnation)
+                    && let Err(e) = state.mark_stopped(&scope, &w.id, &inc.id, "stopped while not running")
+                {
+                    self.log.log(Level::Error, &e.to_string());
+                }
+                said.insert(w.id.clone(), "not running".into());
+                continue;
+            }
+            if let Some(inc) = live {
+                ending.insert(w.id.clone(), (inc.id.clone(), spec.stop_signal.name.clone()));
+            }
+            let cgroup = live.and_then(|i| i.cgroup.clone());
+            self.duties.held.insert(w.id.clone(), job);
+            waiting.insert(w.id.clone());
+            let (tx, wake, procfs) = (
+                self.duties.tx.clone(),
+                self.duties.wake.clone(),
+                self.observer.procfs.clone(),
+            );
+            let worker = w.id.clone();
+            let spawned = std::thread::Builder::new()
+                .name("pidwatch-stop".into())
+                .spawn(move || {
+                    let said =
+                        crate::act::stop::stop_program(&procfs, &spec, &members, cgroup.as_deref());
+                    Duties::report(&tx, &wake, Done::Stopped { job, worker, said });
+                });
+            if let Err(e) = spawned {
+                self.duties.held.remove(&w.id);
+                waiting.remove(&w.id);
+                said.insert(w.id.clone(), format!("cannot start a thread to stop it: {e}"));
+            }
+        }
+        for id in ids {
+            if !said.contains_key(id) && !waiting.contains(id) {
+                said.insert(id.clone(), "not running".into());
+            }
+        }
+        self.duties.jobs.insert(
+            job,
+            StopJob {
+                purpose,
+                waiting,
+                said,
+                ending,
+            },
+        );
+        self.finish_job_if_done(job);
+    }
+
+    /// Ends job `job` once every one of its workers reported: records the
+    /// deliberate stops, releases the workers, answers the caller, starts
+    /// again what a restart names.
+    fn finish_job_if_done(&mut self, job: u64) {
+        if self.duties.jobs.get(&job).is_none_or(|j| !j.waiting.is_empty()) {
+            return;
+        }
+        let Some(done) = self.duties.jobs.remove(&job) else {
+            return;
+        };
+        let scope = self.observer.scope().id.clone();
+        let held: Vec<String> = self
+            .duties
+            .held
+            .iter()
+            .filter(|(_, j)| **j == job)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &held {
+            self.duties.held.remove(id);
+            self.retry.insert(id.clone());
+        }
+        match done.purpose {
+            // Recorded as what it is, not a deliberate stop of the worker:
+            // the pass restarts it.
+            Purpose::Unhealthy => {
+                for (id, (incarnation, signal)) in &done.ending {
+                    let Some(state) = &self.state else { break };
+                    let ending = Ending {
+                        at: Utc::now(),
+                        exit_status: None,
+                        signal: Some(signal.clone()),
+                        stopped: false,
+                    };
+                    if let Err(e) = state.end_incarnation(&scope, id, incarnation, &ending) {
+                        self.log.log(Level::Error, &e.to_string());
+                    }
+                }
+            }
+            Purpose::Asked { reply, then_start } => {
+                for (id, (incarnation, signal)) in &done.ending {
+                    let Some(state) = &self.state else { break };
+                    let ending = Ending {
+                        at: Utc::now(),
+                        exit_status: None,
+                        signal: Some(signal.clone()),
+                        stopped: true,
+                    };
+                    let recorded = state
+                        .end_incarnation(&scope, id, incarnation, &ending)
+                        .and_then(|()| state.mark_stopped(&scope, id, incarnation, "stopped on request"));
+                    if let Err(e) = recorded {
+                        self.log.log(Level::Error, &e.to_string());
+                    }
+                    self.with_runtime(id, |r| *r = Runtime::default());
+                }
+                for (id, what) in &done.said {
+                    if what != "not running" {
+                        self.log
+                            .log(Level::Info, &format!("Stopped worker {id}: {what}"));
+                    }
+                }
+                if then_start.is_empty() {
+                    if let Some(reply) = reply {
+                        reply.respond(ControlReply::ok(serde_json::json!({
+                            "stopped": done.said,
+                        })));
+                    }
+                } else {
+                    self.request_start(&then_start, reply);
+                }
+            }
+        }
+    }
+
+    /// Takes what the probe and stop threads reported.
+    pub(super) fn take_done(&mut self) {
+        let _ = self.duties.wake.read();
+        while let Ok(done) = self.duties.rx.try_recv() {
+            match done {
+                Done::Stopped { job, worker, said } => {
+                    if let Some(j) = self.duties.jobs.get_mut(&job) {
+                        j.waiting.remove(&worker);
+                        j.said.insert(worker, said);
+                    }
+                    self.finish_job_if_done(job);
+                }
+                Done::Probe {
+                    worker,
+                    incarnation,
+                    kind,
+                    outcome,
+                } => self.probe_done(&worker, &incarnation, kind, &outcome),
+            }
+        }
+        self.check_starts();
+    }
+
+    fn probe_done(&mut self, id: &str, incarnation: &str, kind: ProbeKind, outcome: &ProbeOutcome) {
+        let Some(spec) = self.spec(id) else { return };
+        let Some(watching) = self
+            .duties
+            .watching
+            .get_mut(id)
+            .filter(|w| w.incarnation == incarnation)
+        else {
+            return;
+        };
+        watching.in_flight = false;
+        let now = Instant::now();
+        match kind {
+            ProbeKind::Ready => {
+                let Some(ready) = &spec.ready else { return };
+                if !outcome.passed() {
+                    watching.ready_due = Some(now + ready.interval);
+                    return;
+                }
+                watching.ready_due = None;
+                watching.health_due = spec.health.as_ref().map(|h| now + h.interval);
+                self.with_runtime(id, |r| r.ready_for = Some(incarnation.to_string()));
+                self.log
+                    .log(Level::Success, &format!("Worker {id} is ready"));
+                // What waits for it is looked at again.
+                let dependents: Vec<String> = self
+                    .workers
+                    .values()
+                    .filter(|w| w.dependencies.contains(id))
+                    .map(|w| w.id.clone())
+                    .collect();
+                self.retry.extend(dependents);
+                self.retry.insert(id.to_string());
+            }
+            ProbeKind::Health => {
+                let Some(health) = &spec.health else { return };
+                let unhealthy = watching.health.record(outcome.passed(), health.retries);
+                watching.health_due = Some(now + health.interval);
+                if !unhealthy {
+                    return;
+                }
+                watching.health_due = None;
+                let why = format!(
+                    "failed its health probe {} time(s) in a row (last: {})",
+                    health.retries.max(1),
+                    outcome.describe()
+                );
+                self.log.log(
+                    Level::Warning,
+                    &format!("Worker {id} is unhealthy: {}; restarting it", one_line(&why)),
+                );
+                self.journal(
+                    EventKind::Unhealthy,
+                    NewEvent {
+                        worker: Some(id),
+                        detail: Some(why),
+                        ..NewEvent::default()
+                    },
+                );
+                self.with_runtime(id, |r| r.unhealthy = Some(incarnation.to_string()));
+                self.stop_workers(&BTreeSet::from([id.to_string()]), Purpose::Unhealthy);
+            }
+        }
+    }
+
+    /// After a pass: follows which incarnation of each program runs (for
+    /// its probes), clears the starts asked for that happened, takes the
+    /// failed ones, and answers the starts that are settled.
+    pub(super) fn after_pass(&mut self, result: &PassResult) {
+        let Some(programs) = self.observer.source.programs() else {
+            return;
+        };
+        let now = Instant::now();
+        for d in &result.decision.workers {
+            let w = result.snapshot.workers.iter().find(|w| w.id == d.id);
+            let live = w
+                .and_then(|w| w.incarnation.as_ref())
+                .filter(|i| i.ending.is_none() && d.verdict == Verdict::Running)
+                .map(|i| i.id.clone());
+            let Some(incarnation) = live else {
+                self.duties.incarnations.remove(&d.id);
+                self.duties.watching.remove(&d.id);
+                continue;
+            };
+            if d.verdict == Verdict::Running
+                && let Some(r) = programs.runtime.borrow_mut().get_mut(&d.id)
+            {
+                r.start_requested = false;
+            }
+            self.duties
+                .incarnations
+                .insert(d.id.clone(), incarnation.clone());
+            let Some(spec) = programs.spec(&d.id) else {
+                continue;
+            };
+            if spec.ready.is_none() && spec.health.is_none() {
+                continue;
+            }
+            if self
+                .duties
+                .watching
+                .get(&d.id)
+                .is_some_and(|w| w.incarnation == incarnation)
+            {
+                continue;
+            }
+            let ready_for = programs
+                .runtime
+                .borrow()
+                .get(&d.id)
+                .and_then(|r| r.ready_for.clone());
+            let is_ready = ready_for.as_deref() == Some(incarnation.as_str());
+            self.duties.watching.insert(
+                d.id.clone(),
+                Watching {
+                    incarnation,
+                    ready_due: (spec.ready.is_some() && !is_ready).then_some(now),
+                    health_due: spec
+                        .health
+                        .as_ref()
+                        .filter(|_| spec.ready.is_none() || is_ready)
+                        .map(|h| now + h.interval),
+                    health: HealthState::default(),
+                    in_flight: false,
+                },
+            );
+        }
+        for (id, why) in &result.failed {
+            let requested = programs
+                .runtime
+                .borrow()
+                .get(id)
+                .is_some_and(|r| r.start_requested);
+            if requested {
+                self.with_runtime(id, |r| r.start_requested = false);
+                self.duties.start_failures.insert(id.clone(), why.clone());
+            }
+        }
+        self.check_starts();
+    }
+
+    /// Starts each probe that is due, on a thread of its own.
+    pub(super) fn run_due_probes(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(String, ProbeKind)> = self
+            .duties
+            .watching
+            .iter()
+            .filter(|(id, w)| !w.in_flight && !self.duties.held.contains_key(*id))
+            .filter_map(|(id, w)| {
+                if w.ready_due.is_some_and(|t| t <= now) {
+                    Some((id.clone(), ProbeKind::Ready))
+                } else if w.health_due.is_some_and(|t| t <= now) {
+                    Some((id.clone(), ProbeKind::Health))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, kind) in due {
+            let Some(spec) = self.spec(&id) else { continue };
+            let probe = match kind {
+                ProbeKind::Ready => spec.ready.clone(),
+                ProbeKind::Health => spec.health.clone(),
+            };
+            let (Some(probe), Some(w)) = (probe, self.duties.watching.get_mut(&id)) else {
+                continue;
+            };
+            w.in_flight = true;
+            let incarnation = w.incarnation.clone();
+            let (tx, wake) = (self.duties.tx.clone(), self.duties.wake.clone());
+            let worker = id.clone();
+            let spawned = std::thread::Builder::new()
+                .name("pidwatch-probe".into())
+                .spawn(move || {
+                    let outcome = probe::run(&probe.command, &spec.env, &spec.cwd, probe.timeout);
+                    Duties::report(
+                        &tx,
+                        &wake,
+                        Done::Probe {
+                            worker,
+                            incarnation,
+                            kind,
+                            outcome,
+                        },
+                    );
+                });
+            if spawned.is_err()
+                && let Some(w) = self.duties.watching.get_mut(&id)
+            {
+                w.in_flight = false;
+            }
+        }
+    }
+
+    /// Rotates each program's log that grew past its `log_max_bytes`
+    /// (every [`LOG_CHECK_PERIOD`]).
+    pub(super) fn rotate_logs(&mut self) {
+        if Instant::now() < self.duties.next_log_check {
+            return;
+        }
+        self.duties.next_log_check = Instant::now() + LOG_CHECK_PERIOD;
+        let Some(programs) = self.observer.source.programs() else {
+            return;
+        };
+        let mut failures = Vec::new();
+        for spec in &programs.file().workers {
+            let path = programs.log_of(spec);
+            match crate::store::worker_log::rotate_if_needed(&path, spec.log_max_bytes, spec.log_keep)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => failures.push(format!("rotating {}: {e}", path.display())),
+            }
+        }
+        for f in failures {
+            if self.watch_warned.insert(f.clone()) {
+                self.log.log(Level::Warning, &f);
+            }
+        }
+    }
+
+    /// Reads the config file again (SIGHUP, `POST /v1/reload`): added
+    /// workers start, removed ones stop, changed ones restart, unchanged
+    /// ones are not touched. An invalid file is refused with its errors,
+    /// and the running set stays as it was. Returns what changed, as JSON.
+    ///
+    /// Errors: the file's problems, one a line; a changed `state_dir`.
+    pub(super) fn reload_config(&mut self) -> Result<serde_json::Value, String> {
+        let Some(old) = self.file() else {
+            return Err("this monitor watches an orchestrator dir, not a config file".into());
+        };
+        let env = crate::config::Environment::current();
+        let new = crate::config::load_config(&old.path, &env).map_err(|e| match e {
+            Error::Config(text) => text,
+            other => other.to_string(),
+        })?;
+        if new.state_dir != old.state_dir || new.name != old.name {
+            return Err(format!(
+                "{}: its state_dir or name changed; that takes a restart of pidwatch",
+                old.path.display()
+            ));
+        }
+        let before: BTreeMap<&str, &ProgramSpec> =
+            old.workers.iter().map(|w| (w.id.as_str(), w)).collect();
+        let after: BTreeMap<&str, &ProgramSpec> =
+            new.workers.iter().map(|w| (w.id.as_str(), w)).collect();
+        let added: BTreeSet<String> = after
+            .keys()
+            .filter(|id| !before.contains_key(*id))
+            .map(|id| id.to_string())
+            .collect();
+        let removed: BTreeSet<String> = before
+            .keys()
+            .filter(|id| !after.contains_key(*id))
+            .map(|id| id.to_string())
+            .collect();
+        let changed: BTreeSet<String> = after
+            .iter()
+            .filter(|(id, spec)| before.get(*id).is_some_and(|old| old != *spec))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        let unchanged = after.len() - added.len() - changed.len();
+
+        let mut settings = self.settings.clone();
+        settings.programs = Some(Arc::new(new));
+        let observer = crate::observe::Observer::open(&settings).map_err(|e| e.to_string())?;
+        // Removed and changed workers are stopped as the old file says
+        // (their stop command, signal and timeout).
+        let going: BTreeSet<String> = removed.union(&changed).cloned().collect();
+        if !going.is_empty() {
+            self.stop_workers(
+                &going,
+                Purpose::Asked {
+                    reply: None,
+                    then_start: changed.clone(),
+                },
+            );
+        }
+        // What the probes found of unchanged workers carries over.
+        if let (Some(old_programs), Some(new_programs)) = (
+            self.observer.source.programs(),
+            observer.source.programs(),
+        ) {
+            let kept: BTreeMap<String, Runtime> = old_programs
+                .runtime
+                .borrow()
+                .iter()
+                .filter(|(id, _)| !going.contains(*id))
+                .map(|(id, r)| (id.clone(), r.clone()))
+                .collect();
+            *new_programs.runtime.borrow_mut() = kept;
+        }
+        for id in &removed {
+            self.duties.watching.remove(id);
+        }
+        for id in &changed {
+            self.duties.watching.remove(id);
+        }
+        self.settings = settings;
+        self.observer = observer;
+        if !added.is_empty() {
+            self.request_start(&added, None);
+        }
+        let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
+        self.log.log(
+            Level::Info,
+            &format!(
+                "Config reloaded: {} added, {} removed, {} changed, {unchanged} unchanged",
+                added.len(),
+                removed.len(),
+                changed.len()
+            ),
+        );
+        Ok(serde_json::json!({
+            "added": list(&added),
+            "removed": list(&removed),
+            "changed": list(&changed),
+            "unchanged": unchanged,
+        }))
+    }
+}
