@@ -841,3 +841,108 @@ fn a_deliberate_stop_with_a_straggler_stays_a_stop() {
         d.actions
     );
 }
+
+/// A program whose last incarnation ended as `ending` says, with `state`.
+fn program_ended(ending: Ending, state: ProgramState) -> WorkerSnapshot {
+    WorkerSnapshot {
+        incarnation: Some(incarnation(Some(ending))),
+        wrapper: Some(ProcessReading::Gone),
+        pidfile: PidFileReading::Missing,
+        process: None,
+        tasks: TaskCounts::default(),
+        program: Some(state),
+        ..worker("P", None)
+    }
+}
+
+fn program_state(restart: RestartMode) -> ProgramState {
+    ProgramState {
+        restart,
+        policy: restarting(),
+        ready: None,
+        unhealthy: false,
+        start_requested: false,
+    }
+}
+
+fn ending(exit_status: Option<i32>, signal: Option<&str>, stopped: bool) -> Ending {
+    Ending {
+        at: t(1),
+        exit_status,
+        signal: signal.map(str::to_string),
+        stopped,
+    }
+}
+
+#[test]
+fn a_program_follows_its_restart_mode() {
+    let judge = |restart, e: Ending| {
+        let d = decide(
+            &restarting(),
+            &snapshot(5, vec![program_ended(e, program_state(restart))]),
+        );
+        let spawn = matches!(d.actions[..], [Action::Spawn { .. }]);
+        (verdict_of(&d, "P").0, spawn)
+    };
+    let clean = || ending(Some(0), None, false);
+    let failed = || ending(Some(1), None, false);
+    assert_eq!(judge(RestartMode::OnFailure, clean()), (Verdict::Completed, false));
+    assert_eq!(judge(RestartMode::OnFailure, failed()), (Verdict::Dead, true));
+    assert_eq!(judge(RestartMode::Always, clean()), (Verdict::Dead, true));
+    assert_eq!(judge(RestartMode::Never, failed()), (Verdict::Dead, false));
+    let stop = || ending(None, Some("TERM"), true);
+    assert_eq!(judge(RestartMode::Always, stop()), (Verdict::Stopped, false));
+}
+
+#[test]
+fn a_start_asked_for_overrides_a_stop_and_waits_for_dependencies() {
+    let asked = ProgramState {
+        start_requested: true,
+        ..program_state(RestartMode::OnFailure)
+    };
+    let stopped = program_ended(ending(None, Some("TERM"), true), asked.clone());
+    let d = decide(&restarting(), &snapshot(5, vec![stopped.clone()]));
+    assert_eq!(verdict_of(&d, "P").0, Verdict::NotStarted);
+    assert!(matches!(&d.actions[..], [Action::Start { worker }] if worker == "P"));
+    // A dependency not running: it waits, nothing is started.
+    let dep = WorkerSnapshot {
+        tasks: TaskCounts::default(),
+        program: Some(program_state(RestartMode::OnFailure)),
+        ..worker("D", None)
+    };
+    let waiting = WorkerSnapshot {
+        dependencies: deps(&["D"]),
+        ..stopped.clone()
+    };
+    let d = decide(&restarting(), &snapshot(5, vec![dep, waiting]));
+    assert_eq!(verdict_of(&d, "P").0, Verdict::Waiting);
+    assert!(!d.actions.iter().any(|a| a.worker() == "P"), "{:?}", d.actions);
+    // Never a second one while a process of the last one lives.
+    let straggler = WorkerSnapshot {
+        members: vec![member(300)],
+        ..stopped
+    };
+    let d = decide(&restarting(), &snapshot(5, vec![straggler]));
+    assert!(
+        matches!(&d.actions[..], [Action::StopOld { restart: None, .. }]),
+        "{:?}",
+        d.actions
+    );
+}
+
+#[test]
+fn an_unhealthy_incarnation_stopped_by_pidwatch_is_restarted_not_left_stopped() {
+    let unhealthy = ProgramState {
+        unhealthy: true,
+        ..program_state(RestartMode::OnFailure)
+    };
+    // Its exit file says SIGTERM, which alone reads as a deliberate stop.
+    let w = program_ended(ending(None, Some("TERM"), false), unhealthy);
+    let w = WorkerSnapshot {
+        exit: Some(ending(Some(143), Some("TERM"), true)),
+        ..w
+    };
+    let d = decide(&restarting(), &snapshot(5, vec![w]));
+    assert_eq!(verdict_of(&d, "P"), (Verdict::Dead, Some("unhealthy")));
+    assert!(matches!(d.actions[..], [Action::Spawn { .. }]), "{:?}", d.actions);
+}

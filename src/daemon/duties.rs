@@ -354,10 +354,13 @@ impl Monitor {
         let scope = self.observer.scope().id.clone();
         for id in &closure {
             self.duties.start_failures.remove(id);
+            // Judged afresh by the pass that follows before the start is
+            // said done (the verdict in hand may predate a stop).
+            let was = self.verdicts.remove(id);
             // (A mark on a worker that runs is cleared by the next pass.)
             self.with_runtime(id, |r| r.start_requested = true);
             self.retry.insert(id.clone());
-            if self.verdicts.get(id) == Some(&Verdict::Running) {
+            if was == Some(Verdict::Running) {
                 continue;
             }
             // A start by hand clears the restart cap's count, as

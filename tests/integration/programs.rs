@@ -515,3 +515,212 @@ fn adopt_mode_never_takes_an_older_matching_process_for_the_one_it_started() {
     p.run(&["stop", "b"]);
     assert!(is_alive(other_pid));
 }
+
+/// The PIDs of the live processes under `p` whose command line is `needle`.
+fn pids_of(p: &Programs, needle: &str) -> Vec<i32> {
+    crate::util::processes_under(p.path())
+        .into_iter()
+        .filter(|pid| crate::util::proc_state(*pid) != Some('Z'))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim_end() == needle)
+        })
+        .collect()
+}
+
+/// Waits until the monitor serves its control socket (its first pass is
+/// done by then, too).
+fn wait_served(p: &Programs, monitor: &Monitor) {
+    wait_for("the control socket", Duration::from_secs(20), || {
+        p.state().join("control.sock").exists() && monitor.output().contains("Starting monitor")
+    });
+}
+
+#[test]
+fn a_failing_health_probe_restarts_the_worker_with_reason_unhealthy() {
+    let p = Programs::new(
+        "[worker.w]\ncommand = [\"sleep\", \"1020\"]\nrestart_delay = 0\nmax_restarts = 5\n\
+         health = { command = \"test ! -e sick\", interval = \"100ms\", timeout = \"2s\", retries = 2 }\n",
+    );
+    let monitor = p.monitor();
+    wait_for("w running", Duration::from_secs(20), || p.live_pid("w").is_some());
+    let first = p.live_pid("w").unwrap();
+    fs::write(p.path().join("sick"), "").unwrap();
+    wait_for("w restarted as unhealthy", Duration::from_secs(20), || {
+        monitor.output().contains("Worker w is unhealthy")
+            && p.live_pid("w").is_some_and(|pid| pid != first)
+    });
+    fs::remove_file(p.path().join("sick")).unwrap();
+    assert!(!is_alive(first) || crate::util::proc_state(first) == Some('Z'));
+    assert!(pids_of(&p, "sleep 1020").len() <= 1, "never two of one worker");
+    let (_, out, _) = p.run(&["history", "w"]);
+    assert!(out.contains("unhealthy"), "{out}");
+    // Healthy again: it stays up.
+    let now = p.live_pid("w");
+    wait_for("one w running", Duration::from_secs(20), || {
+        pids_of(&p, "sleep 1020").len() == 1 && p.live_pid("w").is_some()
+    });
+    assert!(now.is_some());
+}
+
+#[test]
+fn run_starts_a_dependent_only_once_its_dependency_passed_its_ready_probe() {
+    let p = Programs::new(
+        "[worker.db]\ncommand = [\"sleep\", \"1021\"]\n\
+         ready = { command = \"test -e ready\", interval = \"100ms\", timeout = \"2s\" }\n\
+         [worker.app]\ncommand = [\"sleep\", \"1022\"]\ndepends_on = [\"db\"]\n",
+    );
+    let monitor = p.monitor();
+    wait_for("db running", Duration::from_secs(20), || p.live_pid("db").is_some());
+    wait_served(&p, &monitor);
+    // db runs, its probe fails: app waits.
+    assert_eq!(p.verdict("app"), "waiting");
+    assert_eq!(pids_of(&p, "sleep 1022").len(), 0);
+    fs::write(p.path().join("ready"), "").unwrap();
+    wait_for("app running", Duration::from_secs(20), || p.live_pid("app").is_some());
+    assert!(monitor.output().contains("Worker db is ready"), "{}", monitor.output());
+}
+
+#[test]
+fn start_stop_and_restart_ask_the_running_monitor() {
+    let p = Programs::new(
+        "[worker.w]\ncommand = [\"sleep\", \"1023\"]\nrestart_delay = 0\n\
+         [worker.x]\ncommand = [\"sleep\", \"1024\"]\n",
+    );
+    let monitor = p.monitor();
+    wait_for("w running", Duration::from_secs(20), || p.live_pid("w").is_some());
+    wait_served(&p, &monitor);
+    // The monitor holds the lock: a command acting itself would wait 30 s
+    // for it; asking the monitor is at once.
+    let started = std::time::Instant::now();
+    let (code, out, err) = p.run(&["stop", "w"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("w: SIGTERM"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20), "asked the monitor");
+    assert_eq!(pids_of(&p, "sleep 1023").len(), 0);
+    assert_eq!(p.verdict("w"), "stopped");
+    // A stopped worker stays stopped under the monitor.
+    p.run(&["check"]);
+    assert_eq!(pids_of(&p, "sleep 1023").len(), 0, "{}", monitor.output());
+    let (code, out, err) = p.run(&["start", "w"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("1 of 1 worker(s) running"), "{out}");
+    let pid = p.live_pid("w").expect("w runs again");
+    let (code, _, err) = p.run(&["restart", "w"]);
+    assert_eq!(code, 0, "{err}");
+    let again = p.live_pid("w").expect("w runs after restart");
+    assert_ne!(pid, again);
+    assert_eq!(pids_of(&p, "sleep 1023"), vec![again], "never two of one worker");
+    // x was never touched.
+    assert_eq!(pids_of(&p, "sleep 1024").len(), 1);
+    // A name the file does not have: refused, exit 2.
+    let (code, _, err) = p.run(&["stop", "nope"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(monitor.output().contains("Control socket"), "{}", monitor.output());
+}
+
+#[test]
+fn reload_starts_added_stops_removed_restarts_changed_and_refuses_an_invalid_file() {
+    let p = Programs::new(
+        "[worker.a]\ncommand = [\"sleep\", \"1030\"]\n\
+         [worker.b]\ncommand = [\"sleep\", \"1031\"]\n\
+         [worker.c]\ncommand = [\"sleep\", \"1032\"]\n",
+    );
+    let monitor = p.monitor();
+    wait_for("a, b, c running", Duration::from_secs(20), || {
+        ["a", "b", "c"].iter().all(|id| p.live_pid(id).is_some())
+    });
+    wait_served(&p, &monitor);
+    let a = p.live_pid("a").unwrap();
+    p.write_config(
+        "[worker.a]\ncommand = [\"sleep\", \"1030\"]\n\
+         [worker.c]\ncommand = [\"sleep\", \"1033\"]\n\
+         [worker.d]\ncommand = [\"sleep\", \"1034\"]\n",
+    );
+    monitor.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for("b stopped, c changed, d added", Duration::from_secs(20), || {
+        pids_of(&p, "sleep 1031").is_empty()
+            && pids_of(&p, "sleep 1032").is_empty()
+            && pids_of(&p, "sleep 1033").len() == 1
+            && pids_of(&p, "sleep 1034").len() == 1
+    });
+    assert_eq!(p.live_pid("a"), Some(a), "an unchanged worker is not touched");
+    assert!(
+        monitor.output().contains("1 added, 1 removed, 1 changed, 1 unchanged"),
+        "{}",
+        monitor.output()
+    );
+    // An invalid file: refused with its errors; nothing changes.
+    p.write_config("[worker.a]\ncommand = [\"sleep\", \"1030\"]\nbogus = 1\n");
+    monitor.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for("the reload refused", Duration::from_secs(20), || {
+        monitor.output().contains("Reload refused")
+    });
+    assert!(monitor.output().contains("worker.a.bogus"), "{}", monitor.output());
+    p.run(&["check"]);
+    assert_eq!(p.live_pid("a"), Some(a));
+    assert_eq!(pids_of(&p, "sleep 1033").len(), 1);
+    assert_eq!(pids_of(&p, "sleep 1034").len(), 1);
+}
+
+#[test]
+fn run_rotates_a_worker_log_by_size() {
+    let p = Programs::new(
+        "[worker.chatty]\n\
+         command = \"while :; do echo 0123456789012345678901234567890123456789; sleep 0.01; done\"\n\
+         log_max_bytes = 2000\nlog_keep = 2\n",
+    );
+    let monitor = p.monitor();
+    let log = p.state().join("logs/chatty.log");
+    let first = p.state().join("logs/chatty.log.1");
+    wait_for("the log rotated", Duration::from_secs(30), || first.exists());
+    let size = fs::metadata(&first).unwrap().len();
+    assert!(size >= 2000, "rotated at its size: {size}");
+    wait_for("a second rotation", Duration::from_secs(30), || {
+        p.state().join("logs/chatty.log.2").exists()
+    });
+    assert!(!p.state().join("logs/chatty.log.3").exists(), "log_keep = 2");
+    assert!(log.exists());
+    drop(monitor);
+}
+
+#[test]
+fn the_control_socket_refuses_another_user() {
+    use std::os::unix::process::CommandExt as _;
+    let p = Programs::new("[worker.w]\ncommand = [\"sleep\", \"1040\"]\n");
+    let monitor = p.monitor();
+    wait_for("w running", Duration::from_secs(20), || p.live_pid("w").is_some());
+    wait_served(&p, &monitor);
+    let socket = p.state().join("control.sock");
+    let mode = fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Let user nobody reach the files, and then the socket itself: what
+    // refuses it is then SO_PEERCRED, not the file's mode.
+    for dir in [p.path().to_path_buf(), p.state()] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pidwatch"))
+            .current_dir(p.path())
+            .env("HOME", p.path().join("home"))
+            .arg("--config")
+            .arg(p.config())
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = as_nobody(&["stop", "w"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("refuses"), "{err}");
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, err) = as_nobody(&["stop", "w"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("refuses this caller"), "{err}");
+    assert_eq!(pids_of(&p, "sleep 1040").len(), 1, "w untouched");
+}
