@@ -20,13 +20,13 @@
 use std::collections::BTreeMap;
 
 use owo_colors::OwoColorize;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::{Decision, Snapshot, TaskCounts, Verdict};
 use crate::observe::taskdb::Initiative;
 
 /// Extra per-worker facts shown by `status`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusExtra {
     /// Seconds since the running process started (`None` when not running).
     pub uptime_seconds: Option<u64>,
@@ -47,7 +47,7 @@ pub struct StatusExtra {
     pub incarnation: Option<String>,
     /// Where the figures come from: `cgroup` (the incarnation's cgroup,
     /// every process of it) or `processes` (the live processes listed).
-    pub resources_from: Option<&'static str>,
+    pub resources_from: Option<String>,
     /// CPU time used by the incarnation's live processes, seconds.
     pub cpu_seconds: Option<f64>,
     /// The worker's live processes: its incarnation's (wrapper, worker and
@@ -56,7 +56,7 @@ pub struct StatusExtra {
 }
 
 /// One live process of a worker.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessJson {
     /// Its PID.
     pub pid: i32,
@@ -65,7 +65,7 @@ pub struct ProcessJson {
 }
 
 /// The newest journal event of a worker.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastEvent {
     /// When, RFC 3339 UTC.
     pub at: String,
@@ -76,14 +76,14 @@ pub struct LastEvent {
 }
 
 /// One worker in the JSON document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerJson {
     /// Worker (stream) id.
     pub id: String,
     /// Verdict name.
     pub verdict: Verdict,
     /// Reason name, `null` when running.
-    pub reason: Option<&'static str>,
+    pub reason: Option<String>,
     /// The exact problem of an invalid PID file, else `null`.
     pub detail: Option<String>,
     /// The PID of a valid PID file, else `null`.
@@ -98,7 +98,7 @@ pub struct WorkerJson {
 }
 
 /// The count of workers per verdict.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     /// Running workers.
     pub running: usize,
@@ -158,7 +158,7 @@ impl Summary {
 }
 
 /// The JSON document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// The initiative watched.
     pub initiative: InitiativeJson,
@@ -171,7 +171,7 @@ pub struct Report {
 }
 
 /// The initiative in the JSON document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitiativeJson {
     /// Its id.
     pub id: String,
@@ -195,7 +195,7 @@ impl Report {
             .map(|(d, w)| WorkerJson {
                 id: d.id.clone(),
                 verdict: d.verdict,
-                reason: d.reason.as_ref().map(|r| r.as_str()),
+                reason: d.reason.as_ref().map(|r| r.as_str().to_string()),
                 detail: d.reason.as_ref().and_then(|r| r.detail()),
                 pid: d.pid,
                 dependencies: w.dependencies.iter().cloned().collect(),
@@ -212,6 +212,18 @@ impl Report {
             summary: Summary::of(decision),
             warnings,
         }
+    }
+
+    /// Reads back the document [`Report::to_json`] wrote (of `check` or
+    /// `status`), e.g. one a monitor sent over its socket, to render it
+    /// with [`Report::to_table`]. A worker has its `status` fields when
+    /// the text has them all (`attempts`, `max_restarts`, `processes`
+    /// among them).
+    ///
+    /// Errors: the text is not such a document (the "nothing to watch"
+    /// document, whose `initiative` is `null`, is not one).
+    pub fn from_json(text: &str) -> Result<Report, serde_json::Error> {
+        serde_json::from_str(text)
     }
 
     /// The document as pretty JSON text.
@@ -351,5 +363,86 @@ pub fn human_duration(seconds: u64) -> String {
         format!("{m}m{s:02}s")
     } else {
         format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(id: &str, verdict: Verdict, status: Option<StatusExtra>) -> WorkerJson {
+        WorkerJson {
+            id: id.into(),
+            verdict,
+            reason: (verdict != Verdict::Running).then(|| "no_such_process".into()),
+            detail: None,
+            pid: Some(4242),
+            dependencies: vec!["db".into()],
+            tasks: TaskCounts::default(),
+            status,
+        }
+    }
+
+    fn report(workers: Vec<WorkerJson>) -> Report {
+        Report {
+            initiative: InitiativeJson {
+                id: "config:pidwatch".into(),
+                name: "/etc/pidwatch/pidwatch.toml".into(),
+            },
+            workers,
+            summary: Summary {
+                running: 1,
+                dead: 1,
+                ..Summary::default()
+            },
+            warnings: vec!["a warning".into()],
+        }
+    }
+
+    fn status_extra() -> StatusExtra {
+        StatusExtra {
+            uptime_seconds: Some(65),
+            rss_bytes: Some(3 << 20),
+            cpu_percent: Some(1.25),
+            attempts: 1,
+            max_restarts: 3,
+            last_event: Some(LastEvent {
+                at: "2026-01-13T10:00:00.000Z".into(),
+                kind: "restarted".into(),
+                detail: None,
+            }),
+            incarnation: Some("0123456789abcdef0123456789abcdef".into()),
+            resources_from: Some("processes".into()),
+            cpu_seconds: Some(0.8),
+            processes: vec![ProcessJson {
+                pid: 4242,
+                comm: "sleep".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_status_report_reads_back_from_its_json_as_it_was() {
+        let sent = report(vec![
+            worker("app@1", Verdict::Running, Some(status_extra())),
+            worker("app@2", Verdict::Dead, Some(StatusExtra::default())),
+        ]);
+        let text = sent.to_json();
+        let received = Report::from_json(&text).unwrap();
+        assert_eq!(received, sent);
+        assert_eq!(received.to_json(), text);
+        assert_eq!(received.to_table(false), sent.to_table(false));
+    }
+
+    #[test]
+    fn a_check_report_reads_back_without_status_fields() {
+        let sent = report(vec![worker("Stream-B", Verdict::Dead, None)]);
+        let text = sent.to_json();
+        assert!(!text.contains("attempts"), "{text}");
+        let received = Report::from_json(&text).unwrap();
+        assert_eq!(received.workers[0].status, None);
+        assert_eq!(received.to_json(), text);
+        // Not a report: the document of "nothing to watch".
+        assert!(Report::from_json(r#"{"initiative": null, "workers": []}"#).is_err());
     }
 }

@@ -178,20 +178,20 @@ fn resources(
     let rss: u64 = processes.iter().map(|p| p.memory()).sum();
     let cpu_ms: u64 = processes.iter().map(|p| p.accumulated_cpu_time()).sum();
     let run_s = processes.iter().map(|p| p.run_time()).max().unwrap_or(0) as f64;
-    extra.resources_from = Some("processes");
+    extra.resources_from = Some("processes".into());
     extra.rss_bytes = (!processes.is_empty()).then_some(rss);
     extra.cpu_seconds = (!processes.is_empty()).then_some(cpu_ms as f64 / 1000.0);
     if let Some(cgroup) = inc.and_then(|i| i.cgroup.as_deref()) {
         let cg = Cgroup::at(std::path::PathBuf::from(cgroup));
         if let Ok(usec) = cg.cpu_usage_usec() {
-            extra.resources_from = Some("cgroup");
+            extra.resources_from = Some("cgroup".into());
             extra.cpu_seconds = Some(usec as f64 / 1e6);
             if let Ok(Some(bytes)) = cg.memory_current() {
                 extra.rss_bytes = Some(bytes);
             }
         }
     }
-    let span = match (extra.resources_from, lifetime) {
+    let span = match (extra.resources_from.as_deref(), lifetime) {
         (Some("cgroup"), Some(life)) => life,
         _ => run_s,
     };
