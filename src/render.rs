@@ -11,11 +11,33 @@
 //!      "tasks": {"total": 3, "completed": 1, "in_progress": 1, "pending": 1,
 //!                "blocked": 0, "cancelled": 0}}
 //!   ],
-//!   "summary": {"running": 0, "completed": 0, "not_started": 0, "waiting": 0,
-//!               "given_up": 0, "dead": 1},
+//!   "summary": {"running": 0, "completed": 0, "not_started": 0, "stopped": 0,
+//!               "waiting": 0, "given_up": 0, "dead": 1},
 //!   "warnings": []
 //! }
 //! ```
+//!
+//! `status --json` adds to each worker the fields of [`StatusExtra`], after
+//! `tasks`; for a program of a config file, e.g.:
+//!
+//! ```json
+//! {"id": "app@1", "verdict": "stopped", "reason": "stopped", "detail": "SIGTERM",
+//!  "pid": null, "dependencies": [], "tasks": {"total": 0, "…": 0},
+//!  "uptime_seconds": null, "rss_bytes": null, "cpu_percent": null,
+//!  "attempts": 0, "max_restarts": 2, "last_event": {"at": "…", "kind": "ended", "detail": "…"},
+//!  "incarnation": "0123…", "resources_from": null, "cpu_seconds": null, "processes": [],
+//!  "instance": "1", "command": ["celery", "-A", "app", "worker"], "mode": "foreground",
+//!  "last_exit": {"at": "2026-01-13T10:00:00.000Z", "exit_status": null, "signal": "TERM",
+//!                "stopped": true}}
+//! ```
+//!
+//! `instance`, `command` and `mode` are `null` for a stream of the
+//! orchestrator; `command` is the argv the config gives (in adopt mode,
+//! `start`), and no value of `env` is ever shown. `last_exit` is how the
+//! current incarnation ended (its recorded ending, else its exit file),
+//! `null` while it runs or when nothing says. A report reads back from its
+//! JSON ([`Report::from_json`]), so that a table can be drawn from a
+//! document received from a monitor.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{Decision, Snapshot, TaskCounts, Verdict};
 use crate::observe::taskdb::Initiative;
+use crate::source::RunMode;
 
 /// Extra per-worker facts shown by `status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -53,6 +76,46 @@ pub struct StatusExtra {
     /// The worker's live processes: its incarnation's (wrapper, worker and
     /// what they started), or an orphaned or given-up worker's leftovers.
     pub processes: Vec<ProcessJson>,
+    /// A program of a config file: the instance part of its id
+    /// (`<name>@<instance>`); `None` without instances, and for a stream.
+    pub instance: Option<String>,
+    /// A program of a config file: the argv the config gives (a string
+    /// command is `["sh", "-c", text]`), in adopt mode its `start`; never
+    /// its environment. `None` for a stream.
+    pub command: Option<Vec<String>>,
+    /// A program of a config file: `foreground` or `adopt`; `None` for a
+    /// stream.
+    pub mode: Option<RunMode>,
+    /// How the current incarnation (the last run) ended: its recorded
+    /// ending, else its exit file; `None` while it runs, or when nothing
+    /// says.
+    pub last_exit: Option<LastExit>,
+}
+
+/// How a worker's last run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastExit {
+    /// When, RFC 3339 UTC: the exit file's time, else when pidwatch saw
+    /// (or, stopping it, made) the end.
+    pub at: String,
+    /// Its exit status (128+N when signal N ended it), when known.
+    pub exit_status: Option<i32>,
+    /// The signal that ended it, without `SIG` (`TERM`), when one did.
+    pub signal: Option<String>,
+    /// A deliberate stop (`pidwatch stop`, or SIGTERM, SIGINT, SIGHUP).
+    pub stopped: bool,
+}
+
+impl LastExit {
+    /// In a few words: `SIGTERM (stop)`, `SIGKILL`, `exit 1`, `unknown`.
+    pub fn short(&self) -> String {
+        match (&self.signal, self.exit_status) {
+            (Some(sig), _) if self.stopped => format!("SIG{sig} (stop)"),
+            (Some(sig), _) => format!("SIG{sig}"),
+            (None, Some(code)) => format!("exit {code}"),
+            (None, None) => "unknown".into(),
+        }
+    }
 }
 
 /// One live process of a worker.
@@ -248,7 +311,16 @@ impl Report {
         ];
         if status {
             rows[0].extend(
-                ["UPTIME", "PROCS", "RSS", "CPU", "RESTARTS", "LAST EVENT"].map(String::from),
+                [
+                    "UPTIME",
+                    "PROCS",
+                    "RSS",
+                    "CPU",
+                    "RESTARTS",
+                    "LAST EXIT",
+                    "LAST EVENT",
+                ]
+                .map(String::from),
             );
         }
         for w in &self.workers {
@@ -286,6 +358,7 @@ impl Report {
                 );
                 row.push(s.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")));
                 row.push(format!("{}/{}", s.attempts, s.max_restarts));
+                row.push(s.last_exit.as_ref().map_or("-".into(), LastExit::short));
                 row.push(s.last_event.as_ref().map_or("-".into(), |e| {
                     format!("{} {}", e.kind, e.at.get(..19).unwrap_or(&e.at))
                 }));
@@ -418,6 +491,15 @@ mod tests {
                 pid: 4242,
                 comm: "sleep".into(),
             }],
+            instance: Some("1".into()),
+            command: Some(vec!["sh".into(), "-c".into(), "exec sleep 9".into()]),
+            mode: Some(RunMode::Foreground),
+            last_exit: Some(LastExit {
+                at: "2026-01-13T09:59:00.000Z".into(),
+                exit_status: None,
+                signal: Some("TERM".into()),
+                stopped: true,
+            }),
         }
     }
 
@@ -432,6 +514,14 @@ mod tests {
         assert_eq!(received, sent);
         assert_eq!(received.to_json(), text);
         assert_eq!(received.to_table(false), sent.to_table(false));
+        assert!(sent.to_table(false).contains("SIGTERM (stop)"));
+        // The fields of a program are null for a stream, not left out.
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["workers"][0]["mode"], "foreground");
+        assert_eq!(doc["workers"][0]["last_exit"]["signal"], "TERM");
+        for key in ["instance", "command", "mode", "last_exit"] {
+            assert!(doc["workers"][1][key].is_null(), "{key}: {text}");
+        }
     }
 
     #[test]

@@ -13,11 +13,11 @@ use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::cli::{GlobalArgs, StatusArgs};
 use crate::config::{Environment, Settings};
-use crate::core::{Alive, Member, Verdict, WorkerSnapshot, decide, liveness};
+use crate::core::{Alive, Member, Verdict, WorkerSnapshot, decide, last_ending, liveness};
 use crate::error::{EXIT_FAILURES, EXIT_OK, Error, Result};
 use crate::observe::cgroup::Cgroup;
 use crate::observe::{Observer, ProcessTable};
-use crate::render::{LastEvent, ProcessJson, Report, StatusExtra};
+use crate::render::{LastEvent, LastExit, ProcessJson, Report, StatusExtra};
 use crate::store::statedb::{StateDb, format_time};
 
 /// `pidwatch status`: each worker's verdict, PID, uptime, live processes
@@ -121,9 +121,14 @@ pub fn status_report(
             None => None,
         };
         let members = processes.get(&w.id).map(Vec::as_slice).unwrap_or_default();
+        let view = observer.source.program_view(&w.id);
         let mut extra = StatusExtra {
             attempts: w.record.attempts,
-            max_restarts: settings.policy.max_restarts,
+            // A program has its own cap.
+            max_restarts: w
+                .program
+                .as_ref()
+                .map_or(settings.policy.max_restarts, |p| p.policy.max_restarts),
             last_event: last_event.map(|e| LastEvent {
                 at: format_time(e.at),
                 kind: e.kind,
@@ -137,6 +142,15 @@ pub fn status_report(
                     comm: m.comm.clone(),
                 })
                 .collect(),
+            instance: view.as_ref().and_then(|v| v.instance.clone()),
+            mode: view.as_ref().map(|v| v.mode),
+            command: view.map(|v| v.command),
+            last_exit: last_ending(w).map(|e| LastExit {
+                at: format_time(e.at),
+                exit_status: e.exit_status,
+                signal: e.signal.clone(),
+                stopped: e.stopped,
+            }),
             ..StatusExtra::default()
         };
         if d.verdict == Verdict::Running {
