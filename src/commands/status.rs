@@ -1,14 +1,23 @@
 //! `pidwatch status`: the report of one observation, with what `check`
-//! leaves out (uptime, live processes, memory, CPU, attempts, the newest
-//! journal event), once or redrawn (`--watch`).
+//! leaves out (uptime, live processes, memory, CPU, attempts, how the last
+//! run ended, the newest journal event, a program's command), once or
+//! redrawn in place (`--watch`, until `q` or a signal).
 //!
 //! [`status_report`] builds the report from an [`Observer`] and the state
 //! DB, so that whoever holds them (this command, or the long-running
 //! monitor answering a status request) gets the same document.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::termios::{self, LocalFlags, SetArg, SpecialCharacterIndices, Termios};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::cli::{GlobalArgs, StatusArgs};
@@ -23,55 +32,214 @@ use crate::store::statedb::{StateDb, format_time};
 /// `pidwatch status`: each worker's verdict, PID, uptime, live processes
 /// (its incarnation's, or an orphaned or given-up worker's leftovers), their
 /// memory and CPU (from the incarnation's cgroup where it has one, else the
-/// processes summed through sysinfo), attempts against the cap, and newest
-/// journal event. Exit code as `check`.
+/// processes summed through sysinfo), attempts against the cap, how its
+/// last run ended, and newest journal event; for a program of a config
+/// file also its instance and command. Exit code as `check`. `--watch`
+/// redraws it every second until `q` or a signal.
 ///
 /// Errors: as `check`.
 pub fn status(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Result<i32> {
-    if !args.watch {
-        return status_once(global, args, env);
+    if args.watch {
+        return watch(global, args, env);
     }
-    // --watch: redraw in place every second until SIGINT or SIGTERM.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
-            .map_err(|e| Error::CannotCheck(format!("installing signal handlers: {e}")))?;
-    }
-    let mut code = EXIT_OK;
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        crate::output::print_stdout("\x1b[H\x1b[2J");
-        code = status_once(global, args, env)?;
-        for _ in 0..10 {
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-    Ok(code)
+    let frame = status_frame(global, args, env)?;
+    print_warnings(&frame.warnings);
+    crate::output::print_stdout(&frame.text);
+    Ok(frame.code)
 }
 
-fn status_once(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Result<i32> {
+/// One look: the text for stdout, the warnings for stderr (none under
+/// `--quiet`) and the exit code.
+struct Frame {
+    text: String,
+    warnings: Vec<String>,
+    code: i32,
+}
+
+fn status_frame(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Result<Frame> {
     let settings = super::settings(global, env, args.max_restarts)?;
     let observer = match Observer::open(&settings) {
         Err(Error::NoActiveInitiative(_)) => {
-            crate::commands::check::print_nothing_to_watch(&settings);
-            return Ok(EXIT_OK);
+            return Ok(Frame {
+                text: crate::commands::check::nothing_to_watch_text(&settings),
+                warnings: Vec::new(),
+                code: EXIT_OK,
+            });
         }
         other => other?,
     };
     let state = StateDb::open_existing(&settings.paths.state_db)?;
     let (report, code) = status_report(&settings, &observer, state.as_ref())?;
-    if !settings.output.quiet {
-        for w in &report.warnings {
-            crate::output::print_stderr(&format!(
-                "pidwatch: warning: {}",
-                crate::store::monitor_log::one_line(w)
-            ));
+    Ok(Frame {
+        text: crate::commands::check::report_text(&settings, &report),
+        warnings: if settings.output.quiet {
+            Vec::new()
+        } else {
+            report.warnings
+        },
+        code,
+    })
+}
+
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        crate::output::print_stderr(&format!(
+            "pidwatch: warning: {}",
+            crate::store::monitor_log::one_line(w)
+        ));
+    }
+}
+
+/// How often `--watch` redraws.
+const WATCH_PERIOD: Duration = Duration::from_secs(1);
+
+/// `status --watch`: the report redrawn in place every second, until
+/// SIGINT or SIGTERM, or, like top, `q` when stdin is a terminal (then
+/// also SIGHUP and SIGQUIT, so that the terminal's modes are always put
+/// back). Exit code: the last frame's.
+fn watch(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Result<i32> {
+    let terminal = std::io::stdin().is_terminal();
+    let (wake, wake_write) = UnixStream::pair()
+        .map_err(|e| Error::CannotCheck(format!("making the signal pipe: {e}")))?;
+    let mut signals = vec![SIGINT, SIGTERM];
+    if terminal {
+        signals.extend([SIGHUP, SIGQUIT]);
+    }
+    for signal in signals {
+        // The handler only writes a byte; the loop below wakes on it.
+        wake_write
+            .try_clone()
+            .and_then(|w| signal_hook::low_level::pipe::register(signal, w))
+            .map_err(|e| Error::CannotCheck(format!("installing signal handlers: {e}")))?;
+    }
+    // The handlers first: no signal can end pidwatch with the modes changed.
+    let mut keys = if terminal { Keys::open() } else { None };
+    loop {
+        let frame = status_frame(global, args, env)?;
+        crate::output::print_stdout(&over_last_frame(&frame.text));
+        print_warnings(&frame.warnings);
+        if wait_for_next_frame(&wake, keys.as_mut(), WATCH_PERIOD)? == Woken::Quit {
+            return Ok(frame.code);
         }
     }
-    crate::commands::check::print_report(&settings, &report);
-    Ok(code)
+}
+
+/// A frame drawn over the last one, without clearing the screen first (no
+/// flicker): the cursor home, each line cleared to its end once written,
+/// the rest of the screen cleared below.
+fn over_last_frame(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 256);
+    out.push_str("\x1b[H");
+    for line in text.split_inclusive('\n') {
+        match line.strip_suffix('\n') {
+            Some(body) => {
+                out.push_str(body);
+                out.push_str("\x1b[K\n");
+            }
+            None => out.push_str(line),
+        }
+    }
+    out.push_str("\x1b[J");
+    out
+}
+
+/// What ended a wait between two frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woken {
+    /// Time for the next frame.
+    Timeout,
+    /// A signal, or `q`: stop watching.
+    Quit,
+}
+
+/// Waits up to `period` for a signal (a byte on `wake`) or, with `keys`,
+/// for `q` or `Q`; other keys are ignored.
+///
+/// Errors: poll(2) fails other than by EINTR.
+fn wait_for_next_frame(
+    wake: &UnixStream,
+    mut keys: Option<&mut Keys>,
+    period: Duration,
+) -> Result<Woken> {
+    let deadline = Instant::now() + period;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Woken::Timeout);
+        }
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let (signalled, key) = {
+            let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+            if let Some(k) = keys.as_deref().filter(|k| k.open) {
+                fds.push(PollFd::new(k.stdin.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(Error::CannotCheck(format!("waiting for a key: {e}"))),
+            }
+            let ready = |fd: &PollFd| fd.any().unwrap_or(false);
+            (ready(&fds[0]), fds.get(1).is_some_and(ready))
+        };
+        if signalled {
+            return Ok(Woken::Quit);
+        }
+        if key && let Some(k) = keys.as_deref_mut() {
+            let mut buf = [0u8; 64];
+            match nix::unistd::read(k.stdin.as_fd(), &mut buf) {
+                Ok(n) if n > 0 => {
+                    if buf[..n].iter().any(|b| matches!(b, b'q' | b'Q')) {
+                        return Ok(Woken::Quit);
+                    }
+                }
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                // The terminal hung up: no more keys; SIGHUP, if sent, ends it.
+                _ => k.open = false,
+            }
+        }
+    }
+}
+
+/// stdin when it is a terminal, put in non-canonical, no-echo mode (as
+/// top does) so that a key reaches pidwatch as it is pressed and is not
+/// shown. Its modes are put back when this is dropped: on `q`, a signal
+/// or an error alike.
+struct Keys {
+    stdin: std::io::Stdin,
+    saved: Termios,
+    /// Reading goes on (no hang-up or read error yet).
+    open: bool,
+}
+
+impl Keys {
+    /// `None` when stdin is not a terminal, or its modes cannot be set:
+    /// then no key is read, and signals alone stop the watch.
+    fn open() -> Option<Keys> {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return None;
+        }
+        let saved = termios::tcgetattr(stdin.as_fd()).ok()?;
+        let mut keys_mode = saved.clone();
+        keys_mode
+            .local_flags
+            .remove(LocalFlags::ICANON | LocalFlags::ECHO);
+        // A read returns as soon as one byte is there.
+        keys_mode.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
+        keys_mode.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
+        termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &keys_mode).ok()?;
+        Some(Keys {
+            stdin,
+            saved,
+            open: true,
+        })
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(self.stdin.as_fd(), SetArg::TCSANOW, &self.saved);
+    }
 }
 
 /// Builds the `status` report of one observation by `observer`, with the
@@ -226,4 +394,31 @@ fn resources(
         Some(cpu) if span > 0.0 => Some((cpu * 100.0 / span) as f32),
         _ => None,
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_drawn_over_the_last_without_clearing_first() {
+        let drawn = over_last_frame("WORKER  VERDICT\nw       running\n");
+        assert_eq!(
+            drawn,
+            "\x1b[HWORKER  VERDICT\x1b[K\nw       running\x1b[K\n\x1b[J"
+        );
+        assert!(!drawn.contains("\x1b[2J"));
+    }
+
+    #[test]
+    fn a_signal_ends_the_wait_at_once_and_none_lets_it_time_out() {
+        let (wake, write) = UnixStream::pair().unwrap();
+        let started = Instant::now();
+        let woken = wait_for_next_frame(&wake, None, Duration::from_millis(50)).unwrap();
+        assert_eq!(woken, Woken::Timeout);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        std::io::Write::write_all(&mut &write, b"x").unwrap();
+        let woken = wait_for_next_frame(&wake, None, Duration::from_secs(60)).unwrap();
+        assert_eq!(woken, Woken::Quit);
+    }
 }
