@@ -325,11 +325,12 @@ pub struct RunArgs {
 /// Options of `status`.
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// Redraw in place every second, like top, until Ctrl-C
+    /// Redraw in place every second, like top, until q (when stdin is a terminal), Ctrl-C or SIGTERM
     #[arg(long)]
     pub watch: bool,
 
-    /// The restart cap the monitor runs with, to show attempts against
+    /// The restart cap the monitor runs with, to show attempts against (a program of a config
+    /// file has its own, `max_restarts`)
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub max_restarts: u32,
 }

@@ -11,22 +11,45 @@
 //!      "tasks": {"total": 3, "completed": 1, "in_progress": 1, "pending": 1,
 //!                "blocked": 0, "cancelled": 0}}
 //!   ],
-//!   "summary": {"running": 0, "completed": 0, "not_started": 0, "waiting": 0,
-//!               "given_up": 0, "dead": 1},
+//!   "summary": {"running": 0, "completed": 0, "not_started": 0, "stopped": 0,
+//!               "waiting": 0, "given_up": 0, "dead": 1},
 //!   "warnings": []
 //! }
 //! ```
+//!
+//! `status --json` adds to each worker the fields of [`StatusExtra`], after
+//! `tasks`; for a program of a config file, e.g.:
+//!
+//! ```json
+//! {"id": "app@1", "verdict": "stopped", "reason": "stopped", "detail": "SIGTERM",
+//!  "pid": null, "dependencies": [], "tasks": {"total": 0, "…": 0},
+//!  "uptime_seconds": null, "rss_bytes": null, "cpu_percent": null,
+//!  "attempts": 0, "max_restarts": 2, "last_event": {"at": "…", "kind": "ended", "detail": "…"},
+//!  "incarnation": "0123…", "resources_from": null, "cpu_seconds": null, "processes": [],
+//!  "instance": "1", "command": ["celery", "-A", "app", "worker"], "mode": "foreground",
+//!  "last_exit": {"at": "2026-01-13T10:00:00.000Z", "exit_status": null, "signal": "TERM",
+//!                "stopped": true}}
+//! ```
+//!
+//! `instance`, `command` and `mode` are `null` for a stream of the
+//! orchestrator; `command` is the argv the config gives (in adopt mode,
+//! `start`), and no value of `env` is ever shown. `last_exit` is how the
+//! current incarnation ended (its recorded ending, else its exit file),
+//! `null` while it runs or when nothing says. A report reads back from its
+//! JSON ([`Report::from_json`]), so that a table can be drawn from a
+//! document received from a monitor.
 
 use std::collections::BTreeMap;
 
 use owo_colors::OwoColorize;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::{Decision, Snapshot, TaskCounts, Verdict};
 use crate::observe::taskdb::Initiative;
+use crate::source::RunMode;
 
 /// Extra per-worker facts shown by `status`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusExtra {
     /// Seconds since the running process started (`None` when not running).
     pub uptime_seconds: Option<u64>,
@@ -47,16 +70,56 @@ pub struct StatusExtra {
     pub incarnation: Option<String>,
     /// Where the figures come from: `cgroup` (the incarnation's cgroup,
     /// every process of it) or `processes` (the live processes listed).
-    pub resources_from: Option<&'static str>,
+    pub resources_from: Option<String>,
     /// CPU time used by the incarnation's live processes, seconds.
     pub cpu_seconds: Option<f64>,
     /// The worker's live processes: its incarnation's (wrapper, worker and
     /// what they started), or an orphaned or given-up worker's leftovers.
     pub processes: Vec<ProcessJson>,
+    /// A program of a config file: the instance part of its id
+    /// (`<name>@<instance>`); `None` without instances, and for a stream.
+    pub instance: Option<String>,
+    /// A program of a config file: the argv the config gives (a string
+    /// command is `["sh", "-c", text]`), in adopt mode its `start`; never
+    /// its environment. `None` for a stream.
+    pub command: Option<Vec<String>>,
+    /// A program of a config file: `foreground` or `adopt`; `None` for a
+    /// stream.
+    pub mode: Option<RunMode>,
+    /// How the current incarnation (the last run) ended: its recorded
+    /// ending, else its exit file; `None` while it runs, or when nothing
+    /// says.
+    pub last_exit: Option<LastExit>,
+}
+
+/// How a worker's last run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastExit {
+    /// When, RFC 3339 UTC: the exit file's time, else when pidwatch saw
+    /// (or, stopping it, made) the end.
+    pub at: String,
+    /// Its exit status (128+N when signal N ended it), when known.
+    pub exit_status: Option<i32>,
+    /// The signal that ended it, without `SIG` (`TERM`), when one did.
+    pub signal: Option<String>,
+    /// A deliberate stop (`pidwatch stop`, or SIGTERM, SIGINT, SIGHUP).
+    pub stopped: bool,
+}
+
+impl LastExit {
+    /// In a few words: `SIGTERM (stop)`, `SIGKILL`, `exit 1`, `unknown`.
+    pub fn short(&self) -> String {
+        match (&self.signal, self.exit_status) {
+            (Some(sig), _) if self.stopped => format!("SIG{sig} (stop)"),
+            (Some(sig), _) => format!("SIG{sig}"),
+            (None, Some(code)) => format!("exit {code}"),
+            (None, None) => "unknown".into(),
+        }
+    }
 }
 
 /// One live process of a worker.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessJson {
     /// Its PID.
     pub pid: i32,
@@ -65,7 +128,7 @@ pub struct ProcessJson {
 }
 
 /// The newest journal event of a worker.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastEvent {
     /// When, RFC 3339 UTC.
     pub at: String,
@@ -76,14 +139,14 @@ pub struct LastEvent {
 }
 
 /// One worker in the JSON document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerJson {
     /// Worker (stream) id.
     pub id: String,
     /// Verdict name.
     pub verdict: Verdict,
     /// Reason name, `null` when running.
-    pub reason: Option<&'static str>,
+    pub reason: Option<String>,
     /// The exact problem of an invalid PID file, else `null`.
     pub detail: Option<String>,
     /// The PID of a valid PID file, else `null`.
@@ -98,7 +161,7 @@ pub struct WorkerJson {
 }
 
 /// The count of workers per verdict.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     /// Running workers.
     pub running: usize,
@@ -158,7 +221,7 @@ impl Summary {
 }
 
 /// The JSON document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// The initiative watched.
     pub initiative: InitiativeJson,
@@ -171,7 +234,7 @@ pub struct Report {
 }
 
 /// The initiative in the JSON document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitiativeJson {
     /// Its id.
     pub id: String,
@@ -195,7 +258,7 @@ impl Report {
             .map(|(d, w)| WorkerJson {
                 id: d.id.clone(),
                 verdict: d.verdict,
-                reason: d.reason.as_ref().map(|r| r.as_str()),
+                reason: d.reason.as_ref().map(|r| r.as_str().to_string()),
                 detail: d.reason.as_ref().and_then(|r| r.detail()),
                 pid: d.pid,
                 dependencies: w.dependencies.iter().cloned().collect(),
@@ -212,6 +275,18 @@ impl Report {
             summary: Summary::of(decision),
             warnings,
         }
+    }
+
+    /// Reads back the document [`Report::to_json`] wrote (of `check` or
+    /// `status`), e.g. one a monitor sent over its socket, to render it
+    /// with [`Report::to_table`]. A worker has its `status` fields when
+    /// the text has them all (`attempts`, `max_restarts`, `processes`
+    /// among them).
+    ///
+    /// Errors: the text is not such a document (the "nothing to watch"
+    /// document, whose `initiative` is `null`, is not one).
+    pub fn from_json(text: &str) -> Result<Report, serde_json::Error> {
+        serde_json::from_str(text)
     }
 
     /// The document as pretty JSON text.
@@ -236,7 +311,16 @@ impl Report {
         ];
         if status {
             rows[0].extend(
-                ["UPTIME", "PROCS", "RSS", "CPU", "RESTARTS", "LAST EVENT"].map(String::from),
+                [
+                    "UPTIME",
+                    "PROCS",
+                    "RSS",
+                    "CPU",
+                    "RESTARTS",
+                    "LAST EXIT",
+                    "LAST EVENT",
+                ]
+                .map(String::from),
             );
         }
         for w in &self.workers {
@@ -274,6 +358,7 @@ impl Report {
                 );
                 row.push(s.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")));
                 row.push(format!("{}/{}", s.attempts, s.max_restarts));
+                row.push(s.last_exit.as_ref().map_or("-".into(), LastExit::short));
                 row.push(s.last_event.as_ref().map_or("-".into(), |e| {
                     format!("{} {}", e.kind, e.at.get(..19).unwrap_or(&e.at))
                 }));
@@ -351,5 +436,103 @@ pub fn human_duration(seconds: u64) -> String {
         format!("{m}m{s:02}s")
     } else {
         format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(id: &str, verdict: Verdict, status: Option<StatusExtra>) -> WorkerJson {
+        WorkerJson {
+            id: id.into(),
+            verdict,
+            reason: (verdict != Verdict::Running).then(|| "no_such_process".into()),
+            detail: None,
+            pid: Some(4242),
+            dependencies: vec!["db".into()],
+            tasks: TaskCounts::default(),
+            status,
+        }
+    }
+
+    fn report(workers: Vec<WorkerJson>) -> Report {
+        Report {
+            initiative: InitiativeJson {
+                id: "config:pidwatch".into(),
+                name: "/etc/pidwatch/pidwatch.toml".into(),
+            },
+            workers,
+            summary: Summary {
+                running: 1,
+                dead: 1,
+                ..Summary::default()
+            },
+            warnings: vec!["a warning".into()],
+        }
+    }
+
+    fn status_extra() -> StatusExtra {
+        StatusExtra {
+            uptime_seconds: Some(65),
+            rss_bytes: Some(3 << 20),
+            cpu_percent: Some(1.25),
+            attempts: 1,
+            max_restarts: 3,
+            last_event: Some(LastEvent {
+                at: "2026-01-13T10:00:00.000Z".into(),
+                kind: "restarted".into(),
+                detail: None,
+            }),
+            incarnation: Some("0123456789abcdef0123456789abcdef".into()),
+            resources_from: Some("processes".into()),
+            cpu_seconds: Some(0.8),
+            processes: vec![ProcessJson {
+                pid: 4242,
+                comm: "sleep".into(),
+            }],
+            instance: Some("1".into()),
+            command: Some(vec!["sh".into(), "-c".into(), "exec sleep 9".into()]),
+            mode: Some(RunMode::Foreground),
+            last_exit: Some(LastExit {
+                at: "2026-01-13T09:59:00.000Z".into(),
+                exit_status: None,
+                signal: Some("TERM".into()),
+                stopped: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_status_report_reads_back_from_its_json_as_it_was() {
+        let sent = report(vec![
+            worker("app@1", Verdict::Running, Some(status_extra())),
+            worker("app@2", Verdict::Dead, Some(StatusExtra::default())),
+        ]);
+        let text = sent.to_json();
+        let received = Report::from_json(&text).unwrap();
+        assert_eq!(received, sent);
+        assert_eq!(received.to_json(), text);
+        assert_eq!(received.to_table(false), sent.to_table(false));
+        assert!(sent.to_table(false).contains("SIGTERM (stop)"));
+        // The fields of a program are null for a stream, not left out.
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["workers"][0]["mode"], "foreground");
+        assert_eq!(doc["workers"][0]["last_exit"]["signal"], "TERM");
+        for key in ["instance", "command", "mode", "last_exit"] {
+            assert!(doc["workers"][1][key].is_null(), "{key}: {text}");
+        }
+    }
+
+    #[test]
+    fn a_check_report_reads_back_without_status_fields() {
+        let sent = report(vec![worker("Stream-B", Verdict::Dead, None)]);
+        let text = sent.to_json();
+        assert!(!text.contains("attempts"), "{text}");
+        let received = Report::from_json(&text).unwrap();
+        assert_eq!(received.workers[0].status, None);
+        assert_eq!(received.to_json(), text);
+        // Not a report: the document of "nothing to watch".
+        assert!(Report::from_json(r#"{"initiative": null, "workers": []}"#).is_err());
     }
 }

@@ -63,6 +63,11 @@ pub const NO_ACTIVE_INITIATIVE: &str = "No active initiative found";
 /// Prints that there is nothing to watch: the line, or under `--json` the
 /// usual document with no initiative and no workers.
 pub fn print_nothing_to_watch(settings: &Settings) {
+    crate::output::print_stdout(&nothing_to_watch_text(settings));
+}
+
+/// What [`print_nothing_to_watch`] prints.
+pub fn nothing_to_watch_text(settings: &Settings) -> String {
     let out = &settings.output;
     if out.json {
         let doc = serde_json::json!({
@@ -71,22 +76,31 @@ pub fn print_nothing_to_watch(settings: &Settings) {
             "summary": crate::render::Summary::default(),
             "warnings": [],
         });
-        crate::output::print_stdout(&format!(
+        format!(
             "{}\n",
             serde_json::to_string_pretty(&doc).unwrap_or_default()
-        ));
+        )
     } else if !out.quiet {
-        crate::output::print_stdout(&format!("{NO_ACTIVE_INITIATIVE}\n"));
+        format!("{NO_ACTIVE_INITIATIVE}\n")
+    } else {
+        String::new()
     }
 }
 
 /// Prints a pass's result: JSON, the table, or nothing under `--quiet`.
 pub fn print_report(settings: &Settings, report: &Report) {
+    crate::output::print_stdout(&report_text(settings, report));
+}
+
+/// What [`print_report`] prints.
+pub fn report_text(settings: &Settings, report: &Report) -> String {
     let out = &settings.output;
     if out.json {
-        crate::output::print_stdout(&format!("{}\n", report.to_json()));
+        format!("{}\n", report.to_json())
     } else if !out.quiet {
-        crate::output::print_stdout(&report.to_table(out.color));
+        report.to_table(out.color)
+    } else {
+        String::new()
     }
 }
 

@@ -557,7 +557,7 @@ fn program_verdict(
 
 /// How the worker's last run ended: its incarnation's recorded ending, or
 /// its exit file.
-fn last_ending(worker: &WorkerSnapshot) -> Option<&Ending> {
+pub fn last_ending(worker: &WorkerSnapshot) -> Option<&Ending> {
     match &worker.incarnation {
         Some(inc) => inc.ending.as_ref().or(worker.exit.as_ref()),
         None => worker.exit.as_ref(),

@@ -47,7 +47,8 @@ impl Origin {
 /// How an incarnation ended, once pidwatch saw its wrapper gone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ending {
-    /// When pidwatch recorded the end.
+    /// When it ended: the exit file's `ended` when there is one, else when
+    /// pidwatch saw or made the end.
     pub at: DateTime<Utc>,
     /// The wrapper's exit status (0..=255), when its exit file said.
     pub exit_status: Option<i32>,

@@ -13,7 +13,7 @@ mod tests;
 
 pub use decide::{
     Action, Alive, Decision, MAX_STOP_ROUNDS, PIDFILE_GRACE, Policy, RestartAttempt, RestartPhase,
-    START_TIME_TOLERANCE, WorkerDecision, decide, liveness,
+    START_TIME_TOLERANCE, WorkerDecision, decide, last_ending, liveness,
 };
 pub use exit::{ExitRecord, is_incarnation_id, parse_exit_file};
 pub use incarnation::{Candidate, Ending, Incarnation, Member, Origin, ProcessId, Proof};

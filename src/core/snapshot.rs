@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::incarnation::{Candidate, Ending, Incarnation, Member};
 
@@ -108,7 +108,7 @@ pub enum ProcessReading {
 }
 
 /// Task counts of one stream, by status of the `tasks.status` column.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCounts {
     /// All non-archived tasks of the stream, whatever their status.
     pub total: u32,
@@ -270,7 +270,7 @@ pub struct Snapshot {
 }
 
 /// The state decided for one worker in one pass (ARCHITECTURE.md, "Verdicts").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Its PID file names a live process that is the worker.

@@ -298,7 +298,9 @@ impl Observer {
 
     /// How the last run ended, from the exit file beside `pid_file`: only
     /// a file of the current incarnation counts, or, when none is recorded,
-    /// one written in this boot. An invalid file counts as no file.
+    /// one written in this boot. An invalid file counts as no file. The
+    /// ending's time is the file's `ended` (now when it has none, or one
+    /// still to come).
     fn exit_of(&self, worker: &str, incarnation: Option<&Incarnation>) -> Option<Ending> {
         let path = self.source.exit_file(worker);
         let ExitReading::Valid(record) = exitfile::read(&path) else {
@@ -309,8 +311,16 @@ impl Observer {
             None => std::fs::symlink_metadata(&path)
                 .is_ok_and(|m| pidfile::mtime_of(&m) >= self.procfs.boot_time()),
         };
+        let now = Utc::now();
+        // When it ended, as the file says; a time to come is not believed.
+        let ended = record
+            .ended
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .filter(|t| *t <= now);
         belongs.then(|| Ending {
-            at: Utc::now(),
+            at: ended.unwrap_or(now),
             exit_status: record.exit_status.map(i32::from),
             stopped: record.is_deliberate_stop(),
             signal: record.signal,

@@ -72,6 +72,29 @@ pub enum Started {
     Exited(String),
 }
 
+/// How a program of a config file is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// pidwatch runs `command` as its child, and writes its PID file.
+    Foreground,
+    /// `start` daemonizes it; its own PID file names it (the table has `pidfile`).
+    Adopt,
+}
+
+/// How a program of a config file is run, as `status` shows it. It holds
+/// no environment: a value of `env` (secret or not) is never shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramView {
+    /// The instance part of its id (`<name>@<instance>`), when it has one.
+    pub instance: Option<String>,
+    /// The argv the config gives: `command`, or in adopt mode `start`; a
+    /// string is run as `["sh", "-c", text]`.
+    pub command: Vec<String>,
+    /// Foreground or adopt mode.
+    pub mode: RunMode,
+}
+
 /// Where workers come from. Every method is an adapter: I/O at the edge,
 /// no decisions.
 pub trait WorkerSource {
@@ -126,6 +149,13 @@ pub trait WorkerSource {
     /// A program's state for `decide`, given its current incarnation;
     /// `None` for a worker whose work is its tasks.
     fn program(&self, worker: &str, incarnation: Option<&Incarnation>) -> Option<ProgramState>;
+
+    /// How a program is run, for `status`; `None` for a worker that is
+    /// not a program of a config file.
+    fn program_view(&self, worker: &str) -> Option<ProgramView> {
+        let _ = worker;
+        None
+    }
 
     /// How long the worker's processes get between the stop signal and
     /// SIGKILL, when the source sets it per worker.

@@ -25,7 +25,9 @@ use crate::observe::pidfile;
 use crate::observe::procfs::Procfs;
 use crate::observe::taskdb::Initiative;
 use crate::source::config::{ConfigFile, ProgramSpec};
-use crate::source::{SourceReading, SpawnRequest, Started, WorkerDef, WorkerSource};
+use crate::source::{
+    ProgramView, RunMode, SourceReading, SpawnRequest, Started, WorkerDef, WorkerSource,
+};
 
 /// What the monitor learned of a worker outside the pass: its probes'
 /// findings and a start asked for. Lives as long as the monitor.
@@ -228,6 +230,21 @@ impl WorkerSource for Programs {
             unhealthy: probe
                 .is_some_and(|p| current.is_some() && p.unhealthy.as_deref() == current),
             start_requested: probe.is_some_and(|p| p.start_requested),
+        })
+    }
+
+    /// Its instance, and the argv [`WorkerSource::spawn`] runs; never its
+    /// environment.
+    fn program_view(&self, worker: &str) -> Option<ProgramView> {
+        let spec = self.spec(worker)?;
+        let (command, mode) = match &spec.adopt {
+            Some(adopt) => (adopt.start.argv(), RunMode::Adopt),
+            None => (spec.command.argv(), RunMode::Foreground),
+        };
+        Some(ProgramView {
+            instance: spec.instance.clone(),
+            command,
+            mode,
         })
     }
 

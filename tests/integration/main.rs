@@ -8,5 +8,6 @@ mod incarnations;
 mod programs;
 mod restart;
 mod service;
+mod status;
 mod util;
 mod wrapper;

@@ -14,7 +14,8 @@ use crate::util::{Monitor, is_alive, kill_processes_under, remove_cgroups_of, wa
 
 /// A folder with a `pidwatch.toml` whose state dir is `<tmp>/state`; every
 /// process working under it is killed, and its cgroups removed, on drop.
-struct Programs {
+/// Shared with the other modules of workers from a config file.
+pub struct Programs {
     tmp: TempDir,
 }
 
@@ -26,7 +27,7 @@ impl Drop for Programs {
 }
 
 impl Programs {
-    fn new(config: &str) -> Programs {
+    pub fn new(config: &str) -> Programs {
         let tmp = tempfile::Builder::new()
             .prefix("pidwatch-programs")
             .tempdir()
@@ -36,23 +37,23 @@ impl Programs {
         p
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         self.tmp.path()
     }
 
-    fn config(&self) -> PathBuf {
+    pub fn config(&self) -> PathBuf {
         self.path().join("pidwatch.toml")
     }
 
-    fn state(&self) -> PathBuf {
+    pub fn state(&self) -> PathBuf {
         self.path().join("state")
     }
 
-    fn write_config(&self, body: &str) {
+    pub fn write_config(&self, body: &str) {
         fs::write(self.config(), format!("state_dir = \"state\"\n{body}")).unwrap();
     }
 
-    fn cmd(&self) -> assert_cmd::Command {
+    pub fn cmd(&self) -> assert_cmd::Command {
         let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
         cmd.current_dir(self.path())
             .env("HOME", self.path().join("home"))
@@ -68,7 +69,7 @@ impl Programs {
     }
 
     /// Runs pidwatch; returns (exit code, stdout, stderr).
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
         let out = self.cmd().args(args).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
@@ -77,12 +78,12 @@ impl Programs {
         )
     }
 
-    fn status(&self) -> Value {
+    pub fn status(&self) -> Value {
         let (_, out, err) = self.run(&["status", "--json"]);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"))
     }
 
-    fn verdict(&self, id: &str) -> String {
+    pub fn verdict(&self, id: &str) -> String {
         let status = self.status();
         crate::util::worker(&status, id)["verdict"]
             .as_str()
@@ -91,7 +92,7 @@ impl Programs {
     }
 
     /// The PID in the worker's PID file, when it names a live process.
-    fn live_pid(&self, id: &str) -> Option<i32> {
+    pub fn live_pid(&self, id: &str) -> Option<i32> {
         let text = fs::read_to_string(self.state().join(format!("pids/{id}.pid"))).ok()?;
         let pid: i32 = text.trim().parse().ok()?;
         (is_alive(pid) && crate::util::proc_state(pid) != Some('Z')).then_some(pid)
@@ -100,7 +101,7 @@ impl Programs {
     /// Live processes that work under this folder whose command line
     /// (arguments joined by spaces) is `needle`, or contains it when it
     /// ends with `…`.
-    fn count(&self, needle: &str) -> usize {
+    pub fn count(&self, needle: &str) -> usize {
         let (needle, partial) = match needle.strip_suffix('…') {
             Some(n) => (n, true),
             None => (needle, false),
@@ -122,17 +123,23 @@ impl Programs {
             .count()
     }
 
-    fn monitor(&self) -> Monitor {
+    /// pidwatch with `args` on this config, to spawn.
+    pub fn pidwatch(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pidwatch"));
         cmd.current_dir(self.path())
             .env("HOME", self.path().join("home"))
-            .args(["--config", &self.config().display().to_string(), "run"]);
+            .args(["--config", &self.config().display().to_string()])
+            .args(args);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("PIDWATCH_") {
                 cmd.env_remove(key);
             }
         }
-        Monitor::spawn(cmd, &self.path().join("monitor.out"))
+        cmd
+    }
+
+    pub fn monitor(&self) -> Monitor {
+        Monitor::spawn(self.pidwatch(&["run"]), &self.path().join("monitor.out"))
     }
 }
 
@@ -352,7 +359,7 @@ fn run_leaves_a_program_that_exited_cleanly_alone_and_restarts_a_failed_one() {
 /// its own at exit, a moment after SIGTERM (a warm shutdown), leaving
 /// `<pidfile>.clean`. (A stale PID file names a process that is gone or a
 /// zombie not yet reaped by init.)
-const FAKE_CELERY: &str = r#"#!/bin/sh
+pub const FAKE_CELERY: &str = r#"#!/bin/sh
 if [ "$1" = start ]; then
   setsid "$0" --daemon "$2" </dev/null >/dev/null 2>&1 &
   i=0; while [ ! -s "$2" ] && [ $i -lt 200 ]; do sleep 0.02; i=$((i+1)); done
@@ -421,18 +428,9 @@ fn adopt_mode_starts_a_self_daemonizing_program_and_brings_it_back() {
 fn status_watch_redraws_until_interrupted() {
     let p = Programs::new("[worker.w]\ncommand = [\"sleep\", \"1006\"]\n");
     let out = p.path().join("watch.out");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pidwatch"));
-    cmd.current_dir(p.path())
-        .env("HOME", p.path().join("home"))
-        .args([
-            "--config",
-            &p.config().display().to_string(),
-            "status",
-            "--watch",
-        ]);
-    let mut watch = Monitor::spawn(cmd, &out);
+    let mut watch = Monitor::spawn(p.pidwatch(&["status", "--watch"]), &out);
     wait_for("two frames", Duration::from_secs(20), || {
-        watch.output().matches("\u{1b}[H\u{1b}[2J").count() >= 2
+        watch.output().matches("\u{1b}[H").count() >= 2
     });
     watch.signal(nix::sys::signal::Signal::SIGINT);
     let (code, text) = watch.wait_exit(Duration::from_secs(10));

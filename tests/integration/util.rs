@@ -615,9 +615,14 @@ pub struct Monitor {
 
 impl Monitor {
     /// Spawns `cmd` with stdout and stderr appended to `output`.
-    pub fn spawn(mut cmd: Command, output: &Path) -> Monitor {
+    pub fn spawn(cmd: Command, output: &Path) -> Monitor {
+        Monitor::spawn_with_stdin(cmd, output, Stdio::null())
+    }
+
+    /// [`Monitor::spawn`] with this stdin (a terminal, say).
+    pub fn spawn_with_stdin(mut cmd: Command, output: &Path, stdin: Stdio) -> Monitor {
         let file = fs::File::create(output).unwrap();
-        cmd.stdin(Stdio::null())
+        cmd.stdin(stdin)
             .stdout(file.try_clone().unwrap())
             .stderr(file);
         let child = cmd.spawn().expect("spawn pidwatch run");
