@@ -147,11 +147,11 @@ pub fn act(
         actor.act(log, &actions);
     }
     follow_ups(
-            &mut actor.facts,
-            &mut in_flight,
-            &mut result.restarted,
-            &mut result.failed,
-        );
+        &mut actor.facts,
+        &mut in_flight,
+        &mut result.restarted,
+        &mut result.failed,
+    );
     result.spawned = actor.spawned;
     outcome
 }

@@ -14,8 +14,8 @@ use chrono::Utc;
 use crate::act::{Actor, Placement};
 use crate::cli::{GlobalArgs, InitArgs, LogsArgs, RestartArgs, TargetArgs};
 use crate::config::{self, Environment, Settings};
-use crate::core::{Ending, liveness};
 use crate::control::{ClientError, ControlReply, ControlRequest};
+use crate::core::{Ending, liveness};
 use crate::error::{EXIT_FAILURES, EXIT_OK, Error, Result};
 use crate::observe::{Observer, ProcessTable};
 use crate::output::{print_stderr, print_stdout, quote};
@@ -317,7 +317,12 @@ impl Acting {
                     scope.spawn(move || {
                         (
                             w.id.clone(),
-                            crate::act::stop::stop_program(procfs, spec, members, cgroup.as_deref()),
+                            crate::act::stop::stop_program(
+                                procfs,
+                                spec,
+                                members,
+                                cgroup.as_deref(),
+                            ),
                         )
                     })
                 })
@@ -428,7 +433,10 @@ fn selection(ids: &BTreeSet<String>) -> Vec<String> {
 /// (exit 3).
 pub fn start(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result<i32> {
     let settings = program_settings(global, env)?;
-    let file = settings.programs.clone().ok_or_else(|| no_config_error(global))?;
+    let file = settings
+        .programs
+        .clone()
+        .ok_or_else(|| no_config_error(global))?;
     let ids = targets(&file, args)?;
     let request = ControlRequest::Start {
         workers: selection(&ids),
@@ -452,7 +460,10 @@ pub fn start(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Resul
 /// Errors: as [`start`].
 pub fn stop(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result<i32> {
     let settings = program_settings(global, env)?;
-    let file = settings.programs.clone().ok_or_else(|| no_config_error(global))?;
+    let file = settings
+        .programs
+        .clone()
+        .ok_or_else(|| no_config_error(global))?;
     let ids = targets(&file, args)?;
     let request = ControlRequest::Stop {
         workers: selection(&ids),
@@ -468,10 +479,7 @@ pub fn stop(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result
     };
     if !global.quiet {
         for (id, what) in &done {
-            print_stdout(&format!(
-                "{id}: {}\n",
-                crate::output::escape_controls(what)
-            ));
+            print_stdout(&format!("{id}: {}\n", crate::output::escape_controls(what)));
         }
     }
     Ok(EXIT_OK)
@@ -483,7 +491,10 @@ pub fn stop(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result
 /// Errors: as [`start`].
 pub fn restart(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result<i32> {
     let settings = program_settings(global, env)?;
-    let file = settings.programs.clone().ok_or_else(|| no_config_error(global))?;
+    let file = settings
+        .programs
+        .clone()
+        .ok_or_else(|| no_config_error(global))?;
     let ids = targets(&file, args)?;
     let request = ControlRequest::Restart {
         workers: selection(&ids),

@@ -22,6 +22,7 @@ use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::cli::{GlobalArgs, StatusArgs};
 use crate::config::{Environment, Settings};
+use crate::control::ControlRequest;
 use crate::core::{Alive, Member, Verdict, WorkerSnapshot, decide, last_ending, liveness};
 use crate::error::{EXIT_FAILURES, EXIT_OK, Error, Result};
 use crate::observe::cgroup::Cgroup;
@@ -68,8 +69,18 @@ fn status_frame(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Re
         }
         other => other?,
     };
-    let state = StateDb::open_existing(&settings.paths.state_db)?;
-    let (report, code) = status_report(&settings, &observer, state.as_ref())?;
+    // A running monitor knows more (its probes' findings): it is asked.
+    let asked = match settings.programs {
+        Some(_) => super::programs::ask_monitor(&settings, &ControlRequest::Status)?,
+        None => None,
+    };
+    let (report, code) = match asked {
+        Some(reply) => monitor_report(reply.body)?,
+        None => {
+            let state = StateDb::open_existing(&settings.paths.state_db)?;
+            status_report(&settings, &observer, state.as_ref())?
+        }
+    };
     Ok(Frame {
         text: crate::commands::check::report_text(&settings, &report),
         warnings: if settings.output.quiet {
@@ -79,6 +90,22 @@ fn status_frame(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Re
         },
         code,
     })
+}
+
+/// The report and exit code of a monitor's status reply: the report's
+/// JSON with `exit_code` added.
+///
+/// Errors ([`Error::CannotCheck`]): the reply is not such a report.
+fn monitor_report(mut body: serde_json::Value) -> Result<(Report, i32)> {
+    let code = body
+        .as_object_mut()
+        .and_then(|m| m.remove("exit_code"))
+        .and_then(|c| c.as_i64())
+        .and_then(|c| i32::try_from(c).ok())
+        .unwrap_or(EXIT_OK);
+    let report = Report::from_json(&body.to_string())
+        .map_err(|e| Error::CannotCheck(format!("the monitor's status is not a report: {e}")))?;
+    Ok((report, code))
 }
 
 fn print_warnings(warnings: &[String]) {

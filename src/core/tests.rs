@@ -886,12 +886,21 @@ fn a_program_follows_its_restart_mode() {
     };
     let clean = || ending(Some(0), None, false);
     let failed = || ending(Some(1), None, false);
-    assert_eq!(judge(RestartMode::OnFailure, clean()), (Verdict::Completed, false));
-    assert_eq!(judge(RestartMode::OnFailure, failed()), (Verdict::Dead, true));
+    assert_eq!(
+        judge(RestartMode::OnFailure, clean()),
+        (Verdict::Completed, false)
+    );
+    assert_eq!(
+        judge(RestartMode::OnFailure, failed()),
+        (Verdict::Dead, true)
+    );
     assert_eq!(judge(RestartMode::Always, clean()), (Verdict::Dead, true));
     assert_eq!(judge(RestartMode::Never, failed()), (Verdict::Dead, false));
     let stop = || ending(None, Some("TERM"), true);
-    assert_eq!(judge(RestartMode::Always, stop()), (Verdict::Stopped, false));
+    assert_eq!(
+        judge(RestartMode::Always, stop()),
+        (Verdict::Stopped, false)
+    );
 }
 
 #[test]
@@ -916,7 +925,11 @@ fn a_start_asked_for_overrides_a_stop_and_waits_for_dependencies() {
     };
     let d = decide(&restarting(), &snapshot(5, vec![dep, waiting]));
     assert_eq!(verdict_of(&d, "P").0, Verdict::Waiting);
-    assert!(!d.actions.iter().any(|a| a.worker() == "P"), "{:?}", d.actions);
+    assert!(
+        !d.actions.iter().any(|a| a.worker() == "P"),
+        "{:?}",
+        d.actions
+    );
     // Never a second one while a process of the last one lives.
     let straggler = WorkerSnapshot {
         members: vec![member(300)],
@@ -944,5 +957,9 @@ fn an_unhealthy_incarnation_stopped_by_pidwatch_is_restarted_not_left_stopped() 
     };
     let d = decide(&restarting(), &snapshot(5, vec![w]));
     assert_eq!(verdict_of(&d, "P"), (Verdict::Dead, Some("unhealthy")));
-    assert!(matches!(d.actions[..], [Action::Spawn { .. }]), "{:?}", d.actions);
+    assert!(
+        matches!(d.actions[..], [Action::Spawn { .. }]),
+        "{:?}",
+        d.actions
+    );
 }

@@ -230,10 +230,8 @@ impl Monitor {
                     );
                     return;
                 }
-                self.log.log(
-                    Level::Info,
-                    &format!("Control socket: {}", path.display()),
-                );
+                self.log
+                    .log(Level::Info, &format!("Control socket: {}", path.display()));
                 self.duties.server = Some(server);
             }
             Err(e) => self.log.log(
@@ -254,7 +252,11 @@ impl Monitor {
 
     fn with_runtime(&self, id: &str, f: impl FnOnce(&mut Runtime)) {
         if let Some(programs) = self.observer.source.programs() {
-            f(programs.runtime.borrow_mut().entry(id.to_string()).or_default());
+            f(programs
+                .runtime
+                .borrow_mut()
+                .entry(id.to_string())
+                .or_default());
         }
     }
 
@@ -331,8 +333,19 @@ impl Monitor {
     /// The status report, as `status --json` prints it, from what this
     /// monitor sees (its probes' findings included).
     fn status_reply(&mut self) -> ControlReply {
-        // TODO(merge status): the full report.
-        ControlReply::ok(serde_json::json!({ "verdicts": self.verdicts }))
+        let state = self.state.as_ref();
+        match crate::commands::status_report(&self.settings, &self.observer, state) {
+            Ok((report, code)) => match serde_json::to_value(&report) {
+                Ok(mut body) => {
+                    if let Some(map) = body.as_object_mut() {
+                        map.insert("exit_code".into(), code.into());
+                    }
+                    ControlReply::ok(body)
+                }
+                Err(e) => refuse(500, format!("encoding the status: {e}")),
+            },
+            Err(e) => refuse(500, e.to_string()),
+        }
     }
 
     /// Asks for `ids` (and what they depend on) to start: a worker that
@@ -372,8 +385,7 @@ impl Monitor {
                     .ok()
                     .and_then(|r| r.get(id).map(|r| r.attempts > 0 || r.given_up))
                     .unwrap_or(false);
-                if spent
-                    && let Err(e) = state.reset(Utc::now(), &scope, id, EventKind::Reset, true)
+                if spent && let Err(e) = state.reset(Utc::now(), &scope, id, EventKind::Reset, true)
                 {
                     self.with_runtime(id, |r| r.start_requested = false);
                     self.duties.start_failures.insert(id.clone(), e.to_string());
@@ -515,7 +527,8 @@ impl Monitor {
             if members.is_empty() && (live.is_none() || liveness(w).0.is_err()) {
                 if asked
                     && let (Some(state), Some(inc)) = (&self.state, &w.incarnation)
-                    && let Err(e) = state.mark_stopped(&scope, &w.id, &inc.id, "stopped while not running")
+                    && let Err(e) =
+                        state.mark_stopped(&scope, &w.id, &inc.id, "stopped while not running")
                 {
                     self.log.log(Level::Error, &e.to_string());
                 }
@@ -523,7 +536,10 @@ impl Monitor {
                 continue;
             }
             if let Some(inc) = live {
-                ending.insert(w.id.clone(), (inc.id.clone(), spec.stop_signal.name.clone()));
+                ending.insert(
+                    w.id.clone(),
+                    (inc.id.clone(), spec.stop_signal.name.clone()),
+                );
             }
             let cgroup = live.and_then(|i| i.cgroup.clone());
             self.duties.held.insert(w.id.clone(), job);
@@ -544,7 +560,10 @@ impl Monitor {
             if let Err(e) = spawned {
                 self.duties.held.remove(&w.id);
                 waiting.remove(&w.id);
-                said.insert(w.id.clone(), format!("cannot start a thread to stop it: {e}"));
+                said.insert(
+                    w.id.clone(),
+                    format!("cannot start a thread to stop it: {e}"),
+                );
             }
         }
         for id in ids {
@@ -568,7 +587,12 @@ impl Monitor {
     /// deliberate stops, releases the workers, answers the caller, starts
     /// again what a restart names.
     fn finish_job_if_done(&mut self, job: u64) {
-        if self.duties.jobs.get(&job).is_none_or(|j| !j.waiting.is_empty()) {
+        if self
+            .duties
+            .jobs
+            .get(&job)
+            .is_none_or(|j| !j.waiting.is_empty())
+        {
             return;
         }
         let Some(done) = self.duties.jobs.remove(&job) else {
@@ -614,7 +638,9 @@ impl Monitor {
                     };
                     let recorded = state
                         .end_incarnation(&scope, id, incarnation, &ending)
-                        .and_then(|()| state.mark_stopped(&scope, id, incarnation, "stopped on request"));
+                        .and_then(|()| {
+                            state.mark_stopped(&scope, id, incarnation, "stopped on request")
+                        });
                     if let Err(e) = recorded {
                         self.log.log(Level::Error, &e.to_string());
                     }
@@ -711,7 +737,10 @@ impl Monitor {
                 );
                 self.log.log(
                     Level::Warning,
-                    &format!("Worker {id} is unhealthy: {}; restarting it", one_line(&why)),
+                    &format!(
+                        "Worker {id} is unhealthy: {}; restarting it",
+                        one_line(&why)
+                    ),
                 );
                 self.journal(
                     EventKind::Unhealthy,
@@ -870,8 +899,11 @@ impl Monitor {
         let mut failures = Vec::new();
         for spec in &programs.file().workers {
             let path = programs.log_of(spec);
-            match crate::store::worker_log::rotate_if_needed(&path, spec.log_max_bytes, spec.log_keep)
-            {
+            match crate::store::worker_log::rotate_if_needed(
+                &path,
+                spec.log_max_bytes,
+                spec.log_keep,
+            ) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => failures.push(format!("rotating {}: {e}", path.display())),
@@ -942,10 +974,9 @@ impl Monitor {
             );
         }
         // What the probes found of unchanged workers carries over.
-        if let (Some(old_programs), Some(new_programs)) = (
-            self.observer.source.programs(),
-            observer.source.programs(),
-        ) {
+        if let (Some(old_programs), Some(new_programs)) =
+            (self.observer.source.programs(), observer.source.programs())
+        {
             let kept: BTreeMap<String, Runtime> = old_programs
                 .runtime
                 .borrow()

@@ -888,7 +888,13 @@ impl StateDb {
     /// Marks incarnation `id`, ended or not, as stopped deliberately (a
     /// `stop` asked for while it was dead or waiting for its restart), so
     /// that it stays stopped; journals `stopped` with `detail`.
-    pub fn mark_stopped(&self, initiative: &str, worker: &str, id: &str, detail: &str) -> Result<()> {
+    pub fn mark_stopped(
+        &self,
+        initiative: &str,
+        worker: &str,
+        id: &str,
+        detail: &str,
+    ) -> Result<()> {
         self.in_transaction(|| {
             self.conn
                 .prepare_cached("UPDATE incarnations SET stopped = 1 WHERE id = ?1")?

@@ -304,9 +304,7 @@ fn stop_kills_a_worker_that_ignores_sigterm_with_its_children_and_run_leaves_it_
     p.run(&["check"]);
     assert_eq!(p.count("sleep 1004"), 0, "{}", monitor.output());
     assert_eq!(p.verdict("stubborn"), "stopped");
-    // start brings it back. (With the monitor gone: while one runs, start
-    // waits for its lock.)
-    drop(monitor);
+    // start brings it back, through the monitor.
     let (code, _, err) = p.run(&["start", "stubborn"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(p.verdict("stubborn"), "running");
@@ -541,7 +539,9 @@ fn a_failing_health_probe_restarts_the_worker_with_reason_unhealthy() {
          health = { command = \"test ! -e sick\", interval = \"100ms\", timeout = \"2s\", retries = 2 }\n",
     );
     let monitor = p.monitor();
-    wait_for("w running", Duration::from_secs(20), || p.live_pid("w").is_some());
+    wait_for("w running", Duration::from_secs(20), || {
+        p.live_pid("w").is_some()
+    });
     let first = p.live_pid("w").unwrap();
     fs::write(p.path().join("sick"), "").unwrap();
     wait_for("w restarted as unhealthy", Duration::from_secs(20), || {
@@ -550,7 +550,10 @@ fn a_failing_health_probe_restarts_the_worker_with_reason_unhealthy() {
     });
     fs::remove_file(p.path().join("sick")).unwrap();
     assert!(!is_alive(first) || crate::util::proc_state(first) == Some('Z'));
-    assert!(pids_of(&p, "sleep 1020").len() <= 1, "never two of one worker");
+    assert!(
+        pids_of(&p, "sleep 1020").len() <= 1,
+        "never two of one worker"
+    );
     let (_, out, _) = p.run(&["history", "w"]);
     assert!(out.contains("unhealthy"), "{out}");
     // Healthy again: it stays up.
@@ -569,14 +572,22 @@ fn run_starts_a_dependent_only_once_its_dependency_passed_its_ready_probe() {
          [worker.app]\ncommand = [\"sleep\", \"1022\"]\ndepends_on = [\"db\"]\n",
     );
     let monitor = p.monitor();
-    wait_for("db running", Duration::from_secs(20), || p.live_pid("db").is_some());
+    wait_for("db running", Duration::from_secs(20), || {
+        p.live_pid("db").is_some()
+    });
     wait_served(&p, &monitor);
     // db runs, its probe fails: app waits.
     assert_eq!(p.verdict("app"), "waiting");
     assert_eq!(pids_of(&p, "sleep 1022").len(), 0);
     fs::write(p.path().join("ready"), "").unwrap();
-    wait_for("app running", Duration::from_secs(20), || p.live_pid("app").is_some());
-    assert!(monitor.output().contains("Worker db is ready"), "{}", monitor.output());
+    wait_for("app running", Duration::from_secs(20), || {
+        p.live_pid("app").is_some()
+    });
+    assert!(
+        monitor.output().contains("Worker db is ready"),
+        "{}",
+        monitor.output()
+    );
 }
 
 #[test]
@@ -586,7 +597,9 @@ fn start_stop_and_restart_ask_the_running_monitor() {
          [worker.x]\ncommand = [\"sleep\", \"1024\"]\n",
     );
     let monitor = p.monitor();
-    wait_for("w running", Duration::from_secs(20), || p.live_pid("w").is_some());
+    wait_for("w running", Duration::from_secs(20), || {
+        p.live_pid("w").is_some()
+    });
     wait_served(&p, &monitor);
     // The monitor holds the lock: a command acting itself would wait 30 s
     // for it; asking the monitor is at once.
@@ -594,7 +607,10 @@ fn start_stop_and_restart_ask_the_running_monitor() {
     let (code, out, err) = p.run(&["stop", "w"]);
     assert_eq!(code, 0, "{out} {err}");
     assert!(out.contains("w: SIGTERM"), "{out}");
-    assert!(started.elapsed() < Duration::from_secs(20), "asked the monitor");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "asked the monitor"
+    );
     assert_eq!(pids_of(&p, "sleep 1023").len(), 0);
     assert_eq!(p.verdict("w"), "stopped");
     // A stopped worker stays stopped under the monitor.
@@ -608,13 +624,21 @@ fn start_stop_and_restart_ask_the_running_monitor() {
     assert_eq!(code, 0, "{err}");
     let again = p.live_pid("w").expect("w runs after restart");
     assert_ne!(pid, again);
-    assert_eq!(pids_of(&p, "sleep 1023"), vec![again], "never two of one worker");
+    assert_eq!(
+        pids_of(&p, "sleep 1023"),
+        vec![again],
+        "never two of one worker"
+    );
     // x was never touched.
     assert_eq!(pids_of(&p, "sleep 1024").len(), 1);
     // A name the file does not have: refused, exit 2.
     let (code, _, err) = p.run(&["stop", "nope"]);
     assert_eq!(code, 2, "{err}");
-    assert!(monitor.output().contains("Control socket"), "{}", monitor.output());
+    assert!(
+        monitor.output().contains("Control socket"),
+        "{}",
+        monitor.output()
+    );
 }
 
 #[test]
@@ -636,15 +660,25 @@ fn reload_starts_added_stops_removed_restarts_changed_and_refuses_an_invalid_fil
          [worker.d]\ncommand = [\"sleep\", \"1034\"]\n",
     );
     monitor.signal(nix::sys::signal::Signal::SIGHUP);
-    wait_for("b stopped, c changed, d added", Duration::from_secs(20), || {
-        pids_of(&p, "sleep 1031").is_empty()
-            && pids_of(&p, "sleep 1032").is_empty()
-            && pids_of(&p, "sleep 1033").len() == 1
-            && pids_of(&p, "sleep 1034").len() == 1
-    });
-    assert_eq!(p.live_pid("a"), Some(a), "an unchanged worker is not touched");
+    wait_for(
+        "b stopped, c changed, d added",
+        Duration::from_secs(20),
+        || {
+            pids_of(&p, "sleep 1031").is_empty()
+                && pids_of(&p, "sleep 1032").is_empty()
+                && pids_of(&p, "sleep 1033").len() == 1
+                && pids_of(&p, "sleep 1034").len() == 1
+        },
+    );
+    assert_eq!(
+        p.live_pid("a"),
+        Some(a),
+        "an unchanged worker is not touched"
+    );
     assert!(
-        monitor.output().contains("1 added, 1 removed, 1 changed, 1 unchanged"),
+        monitor
+            .output()
+            .contains("1 added, 1 removed, 1 changed, 1 unchanged"),
         "{}",
         monitor.output()
     );
@@ -654,7 +688,11 @@ fn reload_starts_added_stops_removed_restarts_changed_and_refuses_an_invalid_fil
     wait_for("the reload refused", Duration::from_secs(20), || {
         monitor.output().contains("Reload refused")
     });
-    assert!(monitor.output().contains("worker.a.bogus"), "{}", monitor.output());
+    assert!(
+        monitor.output().contains("worker.a.bogus"),
+        "{}",
+        monitor.output()
+    );
     p.run(&["check"]);
     assert_eq!(p.live_pid("a"), Some(a));
     assert_eq!(pids_of(&p, "sleep 1033").len(), 1);
@@ -671,13 +709,18 @@ fn run_rotates_a_worker_log_by_size() {
     let monitor = p.monitor();
     let log = p.state().join("logs/chatty.log");
     let first = p.state().join("logs/chatty.log.1");
-    wait_for("the log rotated", Duration::from_secs(30), || first.exists());
+    wait_for("the log rotated", Duration::from_secs(30), || {
+        first.exists()
+    });
     let size = fs::metadata(&first).unwrap().len();
     assert!(size >= 2000, "rotated at its size: {size}");
     wait_for("a second rotation", Duration::from_secs(30), || {
         p.state().join("logs/chatty.log.2").exists()
     });
-    assert!(!p.state().join("logs/chatty.log.3").exists(), "log_keep = 2");
+    assert!(
+        !p.state().join("logs/chatty.log.3").exists(),
+        "log_keep = 2"
+    );
     assert!(log.exists());
     drop(monitor);
 }
@@ -687,7 +730,9 @@ fn the_control_socket_refuses_another_user() {
     use std::os::unix::process::CommandExt as _;
     let p = Programs::new("[worker.w]\ncommand = [\"sleep\", \"1040\"]\n");
     let monitor = p.monitor();
-    wait_for("w running", Duration::from_secs(20), || p.live_pid("w").is_some());
+    wait_for("w running", Duration::from_secs(20), || {
+        p.live_pid("w").is_some()
+    });
     wait_served(&p, &monitor);
     let socket = p.state().join("control.sock");
     let mode = fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
