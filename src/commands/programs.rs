@@ -421,6 +421,24 @@ fn start_reply(reply: &ControlReply) -> (Vec<String>, BTreeMap<String, String>) 
     (started, failed)
 }
 
+/// The settings of a command that needs a config file, and the worker
+/// ids `args` names in it.
+///
+/// Errors: as [`program_settings`] and [`targets`].
+fn selected(
+    global: &GlobalArgs,
+    args: &TargetArgs,
+    env: &Environment,
+) -> Result<(Settings, BTreeSet<String>)> {
+    let settings = program_settings(global, env)?;
+    let file = settings
+        .programs
+        .clone()
+        .ok_or_else(|| no_config_error(global))?;
+    let ids = targets(&file, args)?;
+    Ok((settings, ids))
+}
+
 /// What a selection of worker ids asks of the monitor.
 fn selection(ids: &BTreeSet<String>) -> Vec<String> {
     ids.iter().cloned().collect()
@@ -432,12 +450,7 @@ fn selection(ids: &BTreeSet<String>) -> Vec<String> {
 /// state dir cannot be used (exit 2 or 3); the monitor did not answer
 /// (exit 3).
 pub fn start(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result<i32> {
-    let settings = program_settings(global, env)?;
-    let file = settings
-        .programs
-        .clone()
-        .ok_or_else(|| no_config_error(global))?;
-    let ids = targets(&file, args)?;
+    let (settings, ids) = selected(global, args, env)?;
     let request = ControlRequest::Start {
         workers: selection(&ids),
         all: false,
@@ -459,12 +472,7 @@ pub fn start(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Resul
 ///
 /// Errors: as [`start`].
 pub fn stop(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result<i32> {
-    let settings = program_settings(global, env)?;
-    let file = settings
-        .programs
-        .clone()
-        .ok_or_else(|| no_config_error(global))?;
-    let ids = targets(&file, args)?;
+    let (settings, ids) = selected(global, args, env)?;
     let request = ControlRequest::Stop {
         workers: selection(&ids),
         all: false,
@@ -490,12 +498,7 @@ pub fn stop(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result
 ///
 /// Errors: as [`start`].
 pub fn restart(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Result<i32> {
-    let settings = program_settings(global, env)?;
-    let file = settings
-        .programs
-        .clone()
-        .ok_or_else(|| no_config_error(global))?;
-    let ids = targets(&file, args)?;
+    let (settings, ids) = selected(global, args, env)?;
     let request = ControlRequest::Restart {
         workers: selection(&ids),
         all: false,

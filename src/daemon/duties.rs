@@ -598,7 +598,6 @@ impl Monitor {
         let Some(done) = self.duties.jobs.remove(&job) else {
             return;
         };
-        let scope = self.observer.scope().id.clone();
         let held: Vec<String> = self
             .duties
             .held
@@ -613,37 +612,10 @@ impl Monitor {
         match done.purpose {
             // Recorded as what it is, not a deliberate stop of the worker:
             // the pass restarts it.
-            Purpose::Unhealthy => {
-                for (id, (incarnation, signal)) in &done.ending {
-                    let Some(state) = &self.state else { break };
-                    let ending = Ending {
-                        at: Utc::now(),
-                        exit_status: None,
-                        signal: Some(signal.clone()),
-                        stopped: false,
-                    };
-                    if let Err(e) = state.end_incarnation(&scope, id, incarnation, &ending) {
-                        self.log.log(Level::Error, &e.to_string());
-                    }
-                }
-            }
+            Purpose::Unhealthy => self.record_endings(&done.ending, false),
             Purpose::Asked { reply, then_start } => {
-                for (id, (incarnation, signal)) in &done.ending {
-                    let Some(state) = &self.state else { break };
-                    let ending = Ending {
-                        at: Utc::now(),
-                        exit_status: None,
-                        signal: Some(signal.clone()),
-                        stopped: true,
-                    };
-                    let recorded = state
-                        .end_incarnation(&scope, id, incarnation, &ending)
-                        .and_then(|()| {
-                            state.mark_stopped(&scope, id, incarnation, "stopped on request")
-                        });
-                    if let Err(e) = recorded {
-                        self.log.log(Level::Error, &e.to_string());
-                    }
+                self.record_endings(&done.ending, true);
+                for id in done.ending.keys() {
                     self.with_runtime(id, |r| *r = Runtime::default());
                 }
                 for (id, what) in &done.said {
@@ -661,6 +633,30 @@ impl Monitor {
                 } else {
                     self.request_start(&then_start, reply);
                 }
+            }
+        }
+    }
+
+    /// Records the end of each incarnation in `endings` (worker →
+    /// incarnation, stop signal): a deliberate stop (`stopped`), or
+    /// pidwatch's stop of an unhealthy one.
+    fn record_endings(&mut self, endings: &BTreeMap<String, (String, String)>, stopped: bool) {
+        let Some(state) = &self.state else { return };
+        let scope = self.observer.scope().id.clone();
+        for (id, (incarnation, signal)) in endings {
+            let ending = Ending {
+                at: Utc::now(),
+                exit_status: None,
+                signal: Some(signal.clone()),
+                stopped,
+            };
+            let mut recorded = state.end_incarnation(&scope, id, incarnation, &ending);
+            if stopped && recorded.is_ok() {
+                // Also when the incarnation had ended meanwhile.
+                recorded = state.mark_stopped(&scope, id, incarnation, "stopped on request");
+            }
+            if let Err(e) = recorded {
+                self.log.log(Level::Error, &e.to_string());
             }
         }
     }
