@@ -374,7 +374,15 @@ impl<'a> Actor<'a> {
             .source
             .stop_timeout(worker)
             .unwrap_or(self.settings.spawn.stop_timeout);
-        let report = spawn::stop_members(&self.observer.procfs, members, cgroups, timeout);
+        // A long stop_timeout must not starve the watchdog.
+        let report = spawn::stop_members_fed(
+            &self.observer.procfs,
+            members,
+            cgroups,
+            Some(nix::sys::signal::Signal::SIGTERM),
+            timeout,
+            self.progress,
+        );
         let list = |v: &[i32]| {
             v.iter()
                 .map(|p| p.to_string())

@@ -416,6 +416,23 @@ pub fn stop_members_with(
     first: Option<nix::sys::signal::Signal>,
     timeout: Duration,
 ) -> StopReport {
+    stop_members_fed(procfs, members, cgroups, first, timeout, None)
+}
+
+/// How often a long stop calls its `progress` (the monitor feeds the
+/// systemd watchdog with it: a `stop_timeout` may be 10 minutes).
+const PROGRESS_PERIOD: Duration = Duration::from_secs(1);
+
+/// Like [`stop_members_with`], calling `progress` at least every second
+/// while it waits.
+pub fn stop_members_fed(
+    procfs: &Procfs,
+    members: &[Member],
+    cgroups: &[String],
+    first: Option<nix::sys::signal::Signal>,
+    timeout: Duration,
+    progress: Option<&dyn Fn()>,
+) -> StopReport {
     use nix::sys::signal::Signal;
     let me = std::process::id() as i32;
     let deadline = Instant::now() + timeout;
@@ -450,7 +467,7 @@ pub fn stop_members_with(
         }
     }
     // The pidfds tell the moment each exits.
-    wait_all_exited(procfs, &pinned, deadline);
+    wait_all_exited(procfs, &pinned, deadline, progress);
     for p in pinned.iter().filter(|p| !p.has_exited(procfs)) {
         p.signal(Signal::SIGKILL);
         report.killed.push(p.pid);
@@ -464,7 +481,7 @@ pub fn stop_members_with(
         }
     }
     let after_kill = Instant::now() + Duration::from_secs(1);
-    wait_all_exited(procfs, &pinned, after_kill);
+    wait_all_exited(procfs, &pinned, after_kill, progress);
     for cg in &groups {
         // Emptied, it is of no more use: an incarnation's cgroup is never
         // reused.
@@ -506,8 +523,16 @@ pub fn stop_own_session(
 /// Waits until every pinned process has exited, or `until`. Pidfds are
 /// polled together, so the wait ends the moment the last one exits;
 /// processes without one (no pidfd support) are looked at every few ms.
-fn wait_all_exited(procfs: &Procfs, pinned: &[Pinned], until: Instant) {
+fn wait_all_exited(
+    procfs: &Procfs,
+    pinned: &[Pinned],
+    until: Instant,
+    progress: Option<&dyn Fn()>,
+) {
     loop {
+        if let Some(progress) = progress {
+            progress();
+        }
         let left: Vec<&Pinned> = pinned.iter().filter(|p| !p.has_exited(procfs)).collect();
         let now = Instant::now();
         if left.is_empty() || now >= until {
@@ -522,6 +547,9 @@ fn wait_all_exited(procfs: &Procfs, pinned: &[Pinned], until: Instant) {
         let mut wait = until - now;
         if unpinned {
             wait = wait.min(Duration::from_millis(5));
+        }
+        if progress.is_some() {
+            wait = wait.min(PROGRESS_PERIOD);
         }
         let millis = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
         if fds.is_empty() {

@@ -105,6 +105,9 @@ enum Purpose {
     Asked {
         reply: Option<Pending>,
         then_start: BTreeSet<String>,
+        /// A reload's: a worker that does not run is left as it is (not
+        /// marked stopped, not started).
+        by_reload: bool,
     },
     /// Its health probe failed `retries` times in a row: not recorded as a
     /// stop, so that the pass restarts it with reason `unhealthy`.
@@ -289,6 +292,7 @@ impl Monitor {
                         Purpose::Asked {
                             reply: Some(pending),
                             then_start: BTreeSet::new(),
+                            by_reload: false,
                         },
                     ),
                     Err(reply) => pending.respond(reply),
@@ -301,6 +305,7 @@ impl Monitor {
                             Purpose::Asked {
                                 reply: Some(pending),
                                 then_start,
+                                by_reload: false,
                             },
                         )
                     }
@@ -492,7 +497,13 @@ impl Monitor {
         let mut said = BTreeMap::new();
         let mut waiting = BTreeSet::new();
         let mut ending = BTreeMap::new();
-        let asked = matches!(purpose, Purpose::Asked { .. });
+        let asked = matches!(
+            purpose,
+            Purpose::Asked {
+                by_reload: false,
+                ..
+            }
+        );
         let scope = self.observer.scope().id.clone();
         let observation = self
             .observer
@@ -613,7 +624,14 @@ impl Monitor {
             // Recorded as what it is, not a deliberate stop of the worker:
             // the pass restarts it.
             Purpose::Unhealthy => self.record_endings(&done.ending, false),
-            Purpose::Asked { reply, then_start } => {
+            Purpose::Asked {
+                reply,
+                mut then_start,
+                by_reload,
+            } => {
+                if by_reload {
+                    then_start.retain(|id| done.ending.contains_key(id));
+                }
                 self.record_endings(&done.ending, true);
                 for id in done.ending.keys() {
                     self.with_runtime(id, |r| *r = Runtime::default());
@@ -966,6 +984,7 @@ impl Monitor {
                 Purpose::Asked {
                     reply: None,
                     then_start: changed.clone(),
+                    by_reload: true,
                 },
             );
         }

@@ -646,18 +646,25 @@ fn reload_starts_added_stops_removed_restarts_changed_and_refuses_an_invalid_fil
     let p = Programs::new(
         "[worker.a]\ncommand = [\"sleep\", \"1030\"]\n\
          [worker.b]\ncommand = [\"sleep\", \"1031\"]\n\
-         [worker.c]\ncommand = [\"sleep\", \"1032\"]\n",
+         [worker.c]\ncommand = [\"sleep\", \"1032\"]\n\
+         [worker.e]\ncommand = [\"sleep\", \"1035\"]\n",
     );
     let monitor = p.monitor();
-    wait_for("a, b, c running", Duration::from_secs(20), || {
-        ["a", "b", "c"].iter().all(|id| p.live_pid(id).is_some())
+    wait_for("a, b, c, e running", Duration::from_secs(20), || {
+        ["a", "b", "c", "e"]
+            .iter()
+            .all(|id| p.live_pid(id).is_some())
     });
     wait_served(&p, &monitor);
     let a = p.live_pid("a").unwrap();
+    // A stopped worker that the reload changes stays stopped.
+    let (code, _, err) = p.run(&["stop", "e"]);
+    assert_eq!(code, 0, "{err}");
     p.write_config(
         "[worker.a]\ncommand = [\"sleep\", \"1030\"]\n\
          [worker.c]\ncommand = [\"sleep\", \"1033\"]\n\
-         [worker.d]\ncommand = [\"sleep\", \"1034\"]\n",
+         [worker.d]\ncommand = [\"sleep\", \"1034\"]\n\
+         [worker.e]\ncommand = [\"sleep\", \"1036\"]\n",
     );
     monitor.signal(nix::sys::signal::Signal::SIGHUP);
     wait_for(
@@ -675,10 +682,13 @@ fn reload_starts_added_stops_removed_restarts_changed_and_refuses_an_invalid_fil
         Some(a),
         "an unchanged worker is not touched"
     );
+    p.run(&["check"]);
+    assert!(pids_of(&p, "sleep 1036").is_empty(), "e stays stopped");
+    assert_eq!(p.verdict("e"), "stopped");
     assert!(
         monitor
             .output()
-            .contains("1 added, 1 removed, 1 changed, 1 unchanged"),
+            .contains("1 added, 1 removed, 2 changed, 1 unchanged"),
         "{}",
         monitor.output()
     );
