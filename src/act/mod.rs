@@ -630,7 +630,10 @@ impl<'a> Actor<'a> {
                 ))
             }
             Started::Exited(status) => {
-                self.spawned.retain(|s| s.pid != child);
+                // A start command that failed is exited but unreaped (the
+                // source only peeked at it): its session id is still its
+                // own, so what it left in it is stopped, then it is reaped.
+                let unreaped = spawn::peek_exit_status(child).is_some();
                 if let Some(cg) = &cgroup {
                     let _ = spawn::stop_members(
                         procfs,
@@ -638,7 +641,14 @@ impl<'a> Actor<'a> {
                         &[cg.path().display().to_string()],
                         self.settings.spawn.stop_timeout,
                     );
+                } else if unreaped {
+                    let _ =
+                        spawn::stop_own_session(procfs, child, self.settings.spawn.stop_timeout);
                 }
+                if unreaped {
+                    let _ = spawn::try_reap(child);
+                }
+                self.spawned.retain(|s| s.pid != child);
                 self.journal(
                     EventKind::ChildExited,
                     NewEvent {

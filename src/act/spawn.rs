@@ -345,11 +345,11 @@ impl Pinned {
     fn signal(&self, sig: nix::sys::signal::Signal) {
         match &self.fd {
             Some(fd) => {
-                let rsig = if sig == nix::sys::signal::Signal::SIGKILL {
-                    rustix::process::Signal::KILL
-                } else {
-                    rustix::process::Signal::TERM
-                };
+                // The signal asked for (a program's stop_signal: INT,
+                // QUIT, ...); one that rustix has no name for (a real-time
+                // signal) is sent as TERM.
+                let rsig = rustix::process::Signal::from_named_raw(sig as i32)
+                    .unwrap_or(rustix::process::Signal::TERM);
                 let _ = rustix::process::pidfd_send_signal(fd, rsig);
             }
             None => {

@@ -123,6 +123,9 @@ struct StopJob {
     said: BTreeMap<String, String>,
     /// The incarnation each stop ends, with the stop signal's name.
     ending: BTreeMap<String, (String, String)>,
+    /// The workers whose stop is recorded as deliberate: all of an asked
+    /// job's; those of an unhealthy one that a `stop` came for meanwhile.
+    deliberate: BTreeSet<String>,
 }
 
 /// A start asked of the monitor, waiting for its workers.
@@ -145,6 +148,9 @@ pub(super) struct Duties {
     starts: Vec<PendingStart>,
     /// Failures of starts asked for, by worker, since they were asked.
     start_failures: BTreeMap<String, String>,
+    /// Workers asked to start while being stopped: marked when the stop
+    /// is done.
+    after_stop: BTreeSet<String>,
     /// The live incarnation of each running worker, as the passes found it.
     incarnations: BTreeMap<String, String>,
     next_log_check: Instant,
@@ -175,6 +181,7 @@ impl Duties {
             next_job: 0,
             starts: Vec::new(),
             start_failures: BTreeMap::new(),
+            after_stop: BTreeSet::new(),
             incarnations: BTreeMap::new(),
             next_log_check: Instant::now(),
             server: None,
@@ -186,8 +193,9 @@ impl Duties {
     pub(super) fn next_wake(&self, programs: bool) -> Option<Instant> {
         let probes = self
             .watching
-            .values()
-            .filter(|w| !w.in_flight)
+            .iter()
+            .filter(|(id, w)| !w.in_flight && !self.held.contains_key(*id))
+            .map(|(_, w)| w)
             .flat_map(|w| [w.ready_due, w.health_due])
             .flatten();
         let starts = self.starts.iter().map(|s| s.deadline);
@@ -283,7 +291,7 @@ impl Monitor {
                     pending.respond(reply);
                 }
                 ControlRequest::Start { workers, all } => match self.targets(workers, all) {
-                    Ok(ids) => self.request_start(&ids, Some(pending)),
+                    Ok(ids) => self.request_start(&ids, Some(pending), true),
                     Err(reply) => pending.respond(reply),
                 },
                 ControlRequest::Stop { workers, all } => match self.targets(workers, all) {
@@ -353,25 +361,30 @@ impl Monitor {
         }
     }
 
-    /// Asks for `ids` (and what they depend on) to start: a worker that
-    /// runs is left as it is; one that is stopped, spent or never started
-    /// is marked, and the next pass starts it when its dependencies are
-    /// met. `reply`, if any, is answered once each of `ids` runs and is
+    /// Asks for `ids` (and, `with_dependencies`, what they depend on) to
+    /// start: a worker that runs is left as it is; one that is stopped,
+    /// spent or never started is marked, and the next pass starts it when
+    /// its dependencies are met; one being stopped is marked once its stop
+    /// is done. `reply`, if any, is answered once each of `ids` runs and is
     /// ready, failed, or [`START_WAIT`] passed.
-    fn request_start(&mut self, ids: &BTreeSet<String>, reply: Option<Pending>) {
-        let graph: BTreeMap<String, BTreeSet<String>> = self
-            .file()
-            .map(|f| {
-                f.workers
-                    .iter()
-                    .map(|w| (w.id.clone(), w.depends_on.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let closure = crate::source::dependency_closure(&graph, ids);
+    fn request_start(
+        &mut self,
+        ids: &BTreeSet<String>,
+        reply: Option<Pending>,
+        with_dependencies: bool,
+    ) {
+        let closure = if with_dependencies {
+            crate::source::dependency_closure(&self.dependency_graph(), ids)
+        } else {
+            ids.clone()
+        };
         let scope = self.observer.scope().id.clone();
         for id in &closure {
             self.duties.start_failures.remove(id);
+            if self.duties.held.contains_key(id) {
+                self.duties.after_stop.insert(id.clone());
+                continue;
+            }
             // Judged afresh by the pass that follows before the start is
             // said done (the verdict in hand may predate a stop).
             let was = self.verdicts.remove(id);
@@ -405,15 +418,38 @@ impl Monitor {
         self.check_starts();
     }
 
-    /// Whether worker `id` runs and, if it has a readiness probe, passed it.
+    /// The verdict of worker `id` when its start, done, came to an end
+    /// other than running: given up after its restarts, stopped, or
+    /// completed. `None` while it may yet come up (being stopped first,
+    /// marked, waiting, dead with a restart due).
+    fn settled_otherwise(&self, id: &str) -> Option<Verdict> {
+        if self.duties.held.contains_key(id) || self.duties.after_stop.contains(id) {
+            return None;
+        }
+        let requested = self.observer.source.programs().is_some_and(|p| {
+            p.runtime
+                .borrow()
+                .get(id)
+                .is_some_and(|r| r.start_requested)
+        });
+        let verdict = *self.verdicts.get(id)?;
+        let settled = matches!(
+            verdict,
+            Verdict::GivenUp | Verdict::Stopped | Verdict::Completed
+        );
+        (!requested && settled).then_some(verdict)
+    }
+
+    /// Whether worker `id` runs and, if it has a readiness probe, passed it
+    /// (not while it is being stopped).
     fn runs_ready(&self, id: &str) -> bool {
-        if self.verdicts.get(id) != Some(&Verdict::Running) {
+        if self.verdicts.get(id) != Some(&Verdict::Running) || self.duties.held.contains_key(id) {
             return false;
         }
-        let Some(spec) = self.spec(id) else {
+        let Some(programs) = self.observer.source.programs() else {
             return true;
         };
-        if spec.ready.is_none() {
+        if programs.spec(id).is_none_or(|s| s.ready.is_none()) {
             return true;
         }
         let current = self.duties.incarnations.get(id);
@@ -428,7 +464,11 @@ impl Monitor {
     /// Answers each start asked for whose workers all run and are ready,
     /// failed, or whose time is up.
     pub(super) fn check_starts(&mut self) {
+        if self.duties.starts.is_empty() {
+            return;
+        }
         let now = Instant::now();
+        let graph = self.dependency_graph();
         let starts = std::mem::take(&mut self.duties.starts);
         for mut start in starts {
             let mut started = Vec::new();
@@ -439,8 +479,10 @@ impl Monitor {
                     started.push(id.clone());
                 } else if let Some(why) = self.duties.start_failures.get(id) {
                     failed.insert(id.clone(), why.clone());
-                } else if let Some(dep) = self.failed_dependency(id) {
+                } else if let Some(dep) = self.failed_dependency(&graph, id) {
                     failed.insert(id.clone(), format!("its dependency {dep} did not start"));
+                } else if let Some(verdict) = self.settled_otherwise(id) {
+                    failed.insert(id.clone(), format!("it is {verdict}"));
                 } else {
                     waiting.push(id.clone());
                 }
@@ -473,15 +515,25 @@ impl Monitor {
         }
     }
 
+    /// What each worker of the config file depends on.
+    fn dependency_graph(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.file()
+            .map(|f| {
+                f.workers
+                    .iter()
+                    .map(|w| (w.id.clone(), w.depends_on.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A worker `id` depends on, directly or not, whose start failed.
-    fn failed_dependency(&self, id: &str) -> Option<String> {
-        let file = self.file()?;
-        let graph: BTreeMap<String, BTreeSet<String>> = file
-            .workers
-            .iter()
-            .map(|w| (w.id.clone(), w.depends_on.clone()))
-            .collect();
-        let closure = crate::source::dependency_closure(&graph, &BTreeSet::from([id.to_string()]));
+    fn failed_dependency(
+        &self,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        id: &str,
+    ) -> Option<String> {
+        let closure = crate::source::dependency_closure(graph, &BTreeSet::from([id.to_string()]));
         closure
             .into_iter()
             .find(|d| d != id && self.duties.start_failures.contains_key(d))
@@ -526,8 +578,20 @@ impl Monitor {
                     s.targets.remove(&w.id);
                 });
             }
-            if self.duties.held.contains_key(&w.id) {
-                said.insert(w.id.clone(), "already being stopped".into());
+            if let Some(other) = self.duties.held.get(&w.id).copied() {
+                // Already being stopped: a stop asked for now makes it a
+                // deliberate one, and nothing starts it after.
+                if asked && let Some(j) = self.duties.jobs.get_mut(&other) {
+                    j.deliberate.insert(w.id.clone());
+                    if let Purpose::Asked { then_start, .. } = &mut j.purpose {
+                        then_start.remove(&w.id);
+                    }
+                    self.duties.after_stop.remove(&w.id);
+                }
+                said.insert(
+                    w.id.clone(),
+                    "already being stopped; it stays stopped".into(),
+                );
                 continue;
             }
             let Some(spec) = self.spec(&w.id) else {
@@ -564,8 +628,12 @@ impl Monitor {
             let spawned = std::thread::Builder::new()
                 .name("pidwatch-stop".into())
                 .spawn(move || {
-                    let said =
-                        crate::act::stop::stop_program(&procfs, &spec, &members, cgroup.as_deref());
+                    // Reported even if it panics: the worker is never left
+                    // held, nor its caller waiting.
+                    let said = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        crate::act::stop::stop_program(&procfs, &spec, &members, cgroup.as_deref())
+                    }))
+                    .unwrap_or_else(|_| "the stop failed (a bug: its thread panicked)".into());
                     Duties::report(&tx, &wake, Done::Stopped { job, worker, said });
                 });
             if let Err(e) = spawned {
@@ -582,6 +650,10 @@ impl Monitor {
                 said.insert(id.clone(), "not running".into());
             }
         }
+        let deliberate = match purpose {
+            Purpose::Asked { .. } => waiting.clone(),
+            Purpose::Unhealthy => BTreeSet::new(),
+        };
         self.duties.jobs.insert(
             job,
             StopJob {
@@ -589,6 +661,7 @@ impl Monitor {
                 waiting,
                 said,
                 ending,
+                deliberate,
             },
         );
         self.finish_job_if_done(job);
@@ -620,10 +693,23 @@ impl Monitor {
             self.duties.held.remove(id);
             self.retry.insert(id.clone());
         }
+        // An unhealthy incarnation's end is recorded as what it is, not a
+        // deliberate stop of the worker: the pass restarts it.
+        self.record_endings(&done.ending, &done.deliberate);
+        for id in &done.deliberate {
+            self.with_runtime(id, |r| *r = Runtime::default());
+        }
+        // Starts asked for while they were being stopped.
+        let again: BTreeSet<String> = held
+            .iter()
+            .filter(|id| self.duties.after_stop.remove(*id))
+            .cloned()
+            .collect();
+        if !again.is_empty() {
+            self.request_start(&again, None, false);
+        }
         match done.purpose {
-            // Recorded as what it is, not a deliberate stop of the worker:
-            // the pass restarts it.
-            Purpose::Unhealthy => self.record_endings(&done.ending, false),
+            Purpose::Unhealthy => {}
             Purpose::Asked {
                 reply,
                 mut then_start,
@@ -631,10 +717,6 @@ impl Monitor {
             } => {
                 if by_reload {
                     then_start.retain(|id| done.ending.contains_key(id));
-                }
-                self.record_endings(&done.ending, true);
-                for id in done.ending.keys() {
-                    self.with_runtime(id, |r| *r = Runtime::default());
                 }
                 for (id, what) in &done.said {
                     if what != "not running" {
@@ -649,19 +731,24 @@ impl Monitor {
                         })));
                     }
                 } else {
-                    self.request_start(&then_start, reply);
+                    self.request_start(&then_start, reply, true);
                 }
             }
         }
     }
 
     /// Records the end of each incarnation in `endings` (worker →
-    /// incarnation, stop signal): a deliberate stop (`stopped`), or
-    /// pidwatch's stop of an unhealthy one.
-    fn record_endings(&mut self, endings: &BTreeMap<String, (String, String)>, stopped: bool) {
+    /// incarnation, stop signal): a deliberate stop for the workers in
+    /// `deliberate`, else pidwatch's stop of an unhealthy one.
+    fn record_endings(
+        &mut self,
+        endings: &BTreeMap<String, (String, String)>,
+        deliberate: &BTreeSet<String>,
+    ) {
         let Some(state) = &self.state else { return };
         let scope = self.observer.scope().id.clone();
         for (id, (incarnation, signal)) in endings {
+            let stopped = deliberate.contains(id);
             let ending = Ending {
                 at: Utc::now(),
                 exit_status: None,
@@ -778,8 +865,21 @@ impl Monitor {
             return;
         };
         let now = Instant::now();
+        // Started in this pass: the start asked for is done, whatever
+        // comes of it (a death now is the restart policy's).
+        for (id, _) in &result.restarted {
+            if let Some(r) = programs.runtime.borrow_mut().get_mut(id) {
+                r.start_requested = false;
+            }
+        }
+        let snapshots: BTreeMap<&str, &crate::core::WorkerSnapshot> = result
+            .snapshot
+            .workers
+            .iter()
+            .map(|w| (w.id.as_str(), w))
+            .collect();
         for d in &result.decision.workers {
-            let w = result.snapshot.workers.iter().find(|w| w.id == d.id);
+            let w = snapshots.get(d.id.as_str());
             let live = w
                 .and_then(|w| w.incarnation.as_ref())
                 .filter(|i| i.ending.is_none() && d.verdict == Verdict::Running)
@@ -880,7 +980,10 @@ impl Monitor {
             let spawned = std::thread::Builder::new()
                 .name("pidwatch-probe".into())
                 .spawn(move || {
-                    let outcome = probe::run(&probe.command, &spec.env, &spec.cwd, probe.timeout);
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        probe::run(&probe.command, &spec.env, &spec.cwd, probe.timeout)
+                    }))
+                    .unwrap_or_else(|_| ProbeOutcome::CouldNotRun("its thread panicked".into()));
                     Duties::report(
                         &tx,
                         &wake,
@@ -1010,7 +1113,9 @@ impl Monitor {
         self.settings = settings;
         self.observer = observer;
         if !added.is_empty() {
-            self.request_start(&added, None);
+            // Only what was added: a dependency stopped on purpose stays
+            // so (the added worker waits for it).
+            self.request_start(&added, None, false);
         }
         let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
         self.log.log(
@@ -1028,5 +1133,35 @@ impl Monitor {
             "changed": list(&changed),
             "unchanged": unchanged,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_workers_due_probe_does_not_wake_the_loop() {
+        let epoll =
+            nix::sys::epoll::Epoll::new(nix::sys::epoll::EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let mut duties = Duties::new(&epoll).unwrap();
+        let due = Instant::now();
+        duties.watching.insert(
+            "w".into(),
+            Watching {
+                incarnation: "i".into(),
+                ready_due: None,
+                health_due: Some(due),
+                health: HealthState::default(),
+                in_flight: false,
+            },
+        );
+        assert_eq!(duties.next_wake(false), Some(due));
+        // Being stopped: its probes wait, and so does the loop.
+        duties.held.insert("w".into(), 0);
+        assert_eq!(duties.next_wake(false), None);
+        duties.held.clear();
+        duties.watching.get_mut("w").unwrap().in_flight = true;
+        assert_eq!(duties.next_wake(false), None);
     }
 }

@@ -519,6 +519,10 @@ impl Monitor {
                         .map(|w| w.id.clone()),
                 );
             }
+            // A failed start or restart is judged again at once: its next
+            // attempt is due by the backoff, counted against the cap.
+            self.retry
+                .extend(result.failed.iter().map(|(w, _)| w.clone()));
             if survivors {
                 let soon = Utc::now() + chrono::Duration::seconds(1);
                 self.next_due = Some(self.next_due.map_or(soon, |d| d.min(soon)));
@@ -608,7 +612,8 @@ impl Monitor {
         let failing: BTreeSet<String> = self
             .verdicts
             .iter()
-            .filter(|(_, v)| v.is_failure())
+            // A worker being stopped on purpose is no failure.
+            .filter(|(id, v)| v.is_failure() && !self.duties.held.contains_key(*id))
             .map(|(id, _)| id.clone())
             .collect();
         if self.failing.as_ref() == Some(&failing) {

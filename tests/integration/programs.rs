@@ -777,3 +777,108 @@ fn the_control_socket_refuses_another_user() {
     assert!(err.contains("refuses this caller"), "{err}");
     assert_eq!(pids_of(&p, "sleep 1040").len(), 1, "w untouched");
 }
+
+#[test]
+fn a_start_of_a_worker_that_dies_at_once_is_one_start_then_its_restart_cap() {
+    let p = Programs::new(
+        "[worker.w]\ncommand = \"echo ran >> runs; exit 3\"\nrestart_delay = 0\nmax_restarts = 2\n",
+    );
+    let runs = || {
+        fs::read_to_string(p.path().join("runs"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let monitor = p.monitor();
+    wait_served(&p, &monitor);
+    wait_for("w given up", Duration::from_secs(20), || {
+        p.verdict("w") == "given_up"
+    });
+    assert_eq!(runs(), 3, "a start and two restarts");
+    let (code, _, err) = p.run(&["start", "w"]);
+    // It started, died, was restarted up to its cap, and is given up
+    // again: said, with exit 2 (all failed). Not a start per pass.
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("given_up"), "{err}");
+    assert_eq!(runs(), 6, "{}", monitor.output());
+}
+
+#[test]
+fn a_start_asked_while_the_worker_is_being_stopped_starts_it_after_the_stop() {
+    let p = Programs::new(
+        "[worker.w]\ncommand = \"trap 'touch got-term' TERM; while :; do sleep 0.05; done\"\n\
+         stop_timeout = 1\n",
+    );
+    let monitor = p.monitor();
+    wait_for("w running", Duration::from_secs(20), || {
+        p.live_pid("w").is_some()
+    });
+    wait_served(&p, &monitor);
+    let first = p.live_pid("w").unwrap();
+    let mut stop = p.cmd();
+    stop.args(["stop", "w"]);
+    let stopping = std::thread::spawn(move || stop.output().unwrap());
+    wait_for("the stop under way", Duration::from_secs(20), || {
+        p.path().join("got-term").exists()
+    });
+    let (code, out, err) = p.run(&["start", "w"]);
+    assert_eq!(code, 0, "{out} {err}");
+    let stopped = stopping.join().unwrap();
+    assert_eq!(stopped.status.code(), Some(0));
+    let now = p.live_pid("w").expect("w runs after the stop");
+    assert_ne!(now, first);
+    assert!(!is_alive(first) || crate::util::proc_state(first) == Some('Z'));
+    assert_eq!(p.verdict("w"), "running");
+}
+
+#[test]
+fn a_failed_adopt_mode_start_command_is_reaped() {
+    let p = Programs::new(
+        "[worker.bad]\ncommand = [\"sleep\", \"1060\"]\npidfile = \"bad.pid\"\n\
+         start = \"exit 1\"\nrestart_delay = 0\nmax_restarts = 1\n",
+    );
+    let monitor = p.monitor();
+    wait_for("the failed starts", Duration::from_secs(20), || {
+        p.verdict("bad") == "given_up"
+    });
+    // Every child of the monitor's threads that exited is reaped.
+    wait_for(
+        "no zombie child of the monitor",
+        Duration::from_secs(10),
+        || {
+            let tasks = fs::read_dir(format!("/proc/{}/task", monitor.pid)).unwrap();
+            tasks
+                .filter_map(|t| fs::read_to_string(t.ok()?.path().join("children")).ok())
+                .flat_map(|c| {
+                    c.split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok())
+                        .collect::<Vec<_>>()
+                })
+                .all(|pid| crate::util::proc_state(pid) != Some('Z'))
+        },
+    );
+}
+
+#[test]
+fn a_reload_that_adds_a_dependent_leaves_a_stopped_dependency_stopped() {
+    let p = Programs::new("[worker.a]\ncommand = [\"sleep\", \"1050\"]\n");
+    let monitor = p.monitor();
+    wait_for("a running", Duration::from_secs(20), || {
+        p.live_pid("a").is_some()
+    });
+    wait_served(&p, &monitor);
+    let (code, _, err) = p.run(&["stop", "a"]);
+    assert_eq!(code, 0, "{err}");
+    p.write_config(
+        "[worker.a]\ncommand = [\"sleep\", \"1050\"]\n\
+         [worker.b]\ncommand = [\"sleep\", \"1051\"]\ndepends_on = [\"a\"]\n",
+    );
+    monitor.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for("the reload", Duration::from_secs(20), || {
+        monitor.output().contains("1 added")
+    });
+    p.run(&["check"]);
+    assert_eq!(p.verdict("a"), "stopped");
+    assert_eq!(p.verdict("b"), "waiting");
+    assert!(pids_of(&p, "sleep 1050").is_empty());
+    assert!(pids_of(&p, "sleep 1051").is_empty());
+}
