@@ -788,13 +788,27 @@ impl<'a> Cx<'a> {
                         "adopt mode (`pidfile`) needs `start` or `command`",
                     );
                 }
-                match (pidfile, start) {
-                    (Some(pidfile), Some(start)) => Some(Adopt {
+                // `%i`, `%f` and `%h` in `match` stand for themselves:
+                // expanded regex-escaped, so that a match can name its
+                // instance (`-n %i@`) whatever characters the name has.
+                let escaped = (
+                    instance.map(regex::escape),
+                    file.map(|f| PathBuf::from(regex::escape(&f.to_string_lossy()))),
+                    regex::escape(&self.ctx.host),
+                );
+                let regex_vars = Vars {
+                    instance: escaped.0.as_deref(),
+                    file: escaped.1.as_deref(),
+                    host: &escaped.2,
+                };
+                let matches = match &r.matches {
+                    Some(m) => self.expand_str(&m.value, &m.span, &m.field, &regex_vars),
+                    None => start.as_ref().map(|s| regex::escape(&s.program_name())),
+                };
+                match (pidfile, start, matches) {
+                    (Some(pidfile), Some(start), Some(matches)) => Some(Adopt {
                         pidfile,
-                        matches: r.matches.as_ref().map_or_else(
-                            || regex::escape(&start.program_name()),
-                            |m| m.value.clone(),
-                        ),
+                        matches,
                         start,
                         stop,
                     }),

@@ -77,8 +77,9 @@ ready = { command = ["python3", "-c", "import urllib.request as u; u.urlopen('ht
 # start = "celery multi start %i -A proj --pidfile=/run/celery/%n.pid"
 # stop = "celery multi stopwait %i --pidfile=/run/celery/%n.pid"
 # A regular expression its command line must match; default the start
-# command's program name.
-# match = "celery.*worker"
+# command's program name. Name the instance (%i, regex-escaped) so that one
+# node's PID file never proves another node's process.
+# match = "celery.* -n %i@"
 "#;
 
 #[cfg(test)]

@@ -943,3 +943,25 @@ fn every_example_loads() {
     assert!(producer.command.argv()[2].contains("date +%s"));
     assert!(loaded["redis"].workers[2].ready.is_some());
 }
+
+#[test]
+fn a_match_names_its_instance_regex_escaped() {
+    let c = ok(r#"
+[worker.celery]
+instances = ["code", "a.b"]
+pidfile = "/run/%i.pid"
+start = "celery multi start %i"
+match = "celery.* -n %i@%h( |$)"
+"#);
+    let code = worker(&c, "celery@code").adopt.as_ref().unwrap();
+    assert_eq!(code.matches, "celery.* -n code@box( |$)");
+    // A name's regex characters match only themselves.
+    let dotted = worker(&c, "celery@a.b").adopt.as_ref().unwrap();
+    assert_eq!(dotted.matches, r"celery.* -n a\.b@box( |$)");
+    let re = regex::Regex::new(&dotted.matches).unwrap();
+    assert!(re.is_match("python -m celery worker -n a.b@box"));
+    assert!(!re.is_match("python -m celery worker -n axb@box"));
+    // %i without instances is an error at its place, as elsewhere.
+    let e = one("[worker.w]\npidfile = \"/run/w.pid\"\nstart = \"w\"\nmatch = \"w %i\"\n");
+    assert!(e.contains("worker.w.match"), "{e}");
+}
