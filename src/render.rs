@@ -24,7 +24,7 @@
 //! {"id": "app@1", "verdict": "stopped", "reason": "stopped", "detail": "SIGTERM",
 //!  "pid": null, "dependencies": [], "tasks": {"total": 0, "…": 0},
 //!  "uptime_seconds": null, "rss_bytes": null, "cpu_percent": null,
-//!  "attempts": 0, "max_restarts": 2, "last_event": {"at": "…", "kind": "ended", "detail": "…"},
+//!  "attempts": 0, "restarts": 0, "max_restarts": 2, "last_event": {"at": "…", "kind": "ended", "detail": "…"},
 //!  "incarnation": "0123…", "resources_from": null, "cpu_seconds": null, "processes": [],
 //!  "instance": "1", "command": ["celery", "-A", "app", "worker"], "mode": "foreground",
 //!  "last_exit": {"at": "2026-01-13T10:00:00.000Z", "exit_status": null, "signal": "TERM",
@@ -62,6 +62,12 @@ pub struct StatusExtra {
     pub cpu_percent: Option<f32>,
     /// Restart attempts counted against the cap.
     pub attempts: u32,
+    /// Restarts of the worker after a death, ever: the `restarted` events
+    /// of its journal, which a reset or a stable run does not clear (a
+    /// first start or a `pidwatch restart` is none). Read as 0 from a
+    /// document without it.
+    #[serde(default)]
+    pub restarts: u64,
     /// The restart cap.
     pub max_restarts: u32,
     /// The newest journal event: `(time RFC 3339, kind, detail)`.
@@ -478,6 +484,7 @@ mod tests {
             rss_bytes: Some(3 << 20),
             cpu_percent: Some(1.25),
             attempts: 1,
+            restarts: 4,
             max_restarts: 3,
             last_event: Some(LastEvent {
                 at: "2026-01-13T10:00:00.000Z".into(),

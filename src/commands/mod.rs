@@ -8,7 +8,7 @@ pub mod status;
 
 use chrono::Utc;
 
-pub use status::{status, status_report};
+pub use status::{current_report, status, status_report};
 
 use crate::cli::{GlobalArgs, HistoryArgs, ResetArgs, RestartArgs};
 use crate::config::{self, Environment, Settings};

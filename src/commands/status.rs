@@ -28,7 +28,7 @@ use crate::error::{EXIT_FAILURES, EXIT_OK, Error, Result};
 use crate::observe::cgroup::Cgroup;
 use crate::observe::{Observer, ProcessTable};
 use crate::render::{LastEvent, LastExit, ProcessJson, Report, StatusExtra};
-use crate::store::statedb::{StateDb, format_time};
+use crate::store::statedb::{EventKind, StateDb, format_time};
 
 /// `pidwatch status`: each worker's verdict, PID, uptime, live processes
 /// (its incarnation's, or an orphaned or given-up worker's leftovers), their
@@ -59,27 +59,12 @@ struct Frame {
 
 fn status_frame(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Result<Frame> {
     let settings = super::settings(global, env, args.max_restarts)?;
-    let observer = match Observer::open(&settings) {
-        Err(Error::NoActiveInitiative(_)) => {
-            return Ok(Frame {
-                text: crate::commands::check::nothing_to_watch_text(&settings),
-                warnings: Vec::new(),
-                code: EXIT_OK,
-            });
-        }
-        other => other?,
-    };
-    // A running monitor knows more (its probes' findings): it is asked.
-    let asked = match settings.programs {
-        Some(_) => super::programs::ask_monitor(&settings, &ControlRequest::Status)?,
-        None => None,
-    };
-    let (report, code) = match asked {
-        Some(reply) => monitor_report(reply.body)?,
-        None => {
-            let state = StateDb::open_existing(&settings.paths.state_db)?;
-            status_report(&settings, &observer, state.as_ref())?
-        }
+    let Some((report, code)) = current_report(&settings)? else {
+        return Ok(Frame {
+            text: crate::commands::check::nothing_to_watch_text(&settings),
+            warnings: Vec::new(),
+            code: EXIT_OK,
+        });
     };
     Ok(Frame {
         text: crate::commands::check::report_text(&settings, &report),
@@ -90,6 +75,31 @@ fn status_frame(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Re
         },
         code,
     })
+}
+
+/// The `status` report of the workers now, and the exit code `check`
+/// would give: a running monitor's, asked through its control socket (it
+/// knows more: its probes' findings), else one observation of this
+/// process's own ([`status_report`]). `None`: nothing to watch (no active
+/// initiative).
+///
+/// Errors: as `check`; a monitor's reply that is not a report.
+pub fn current_report(settings: &Settings) -> Result<Option<(Report, i32)>> {
+    let observer = match Observer::open(settings) {
+        Err(Error::NoActiveInitiative(_)) => return Ok(None),
+        other => other?,
+    };
+    let asked = match settings.programs {
+        Some(_) => super::programs::ask_monitor(settings, &ControlRequest::Status)?,
+        None => None,
+    };
+    match asked {
+        Some(reply) => monitor_report(reply.body).map(Some),
+        None => {
+            let state = StateDb::open_existing(&settings.paths.state_db)?;
+            status_report(settings, &observer, state.as_ref()).map(Some)
+        }
+    }
 }
 
 /// The report and exit code of a monitor's status reply: the report's
@@ -309,6 +319,10 @@ pub fn status_report(
         );
     }
 
+    let restarts = match state {
+        Some(db) => db.event_counts(&observer.scope().id, EventKind::Restarted)?,
+        None => BTreeMap::new(),
+    };
     let mut extras: BTreeMap<String, StatusExtra> = BTreeMap::new();
     for (w, d) in observation.snapshot.workers.iter().zip(&decision.workers) {
         let last_event = match state {
@@ -319,6 +333,7 @@ pub fn status_report(
         let view = observer.source.program_view(&w.id);
         let mut extra = StatusExtra {
             attempts: w.record.attempts,
+            restarts: restarts.get(&w.id).copied().unwrap_or(0),
             // A program has its own cap.
             max_restarts: w
                 .program

@@ -691,6 +691,29 @@ impl StateDb {
             .map_err(|e| self.fail(e))
     }
 
+    /// How many events of `kind` the journal holds for each worker of
+    /// `initiative` (workers with none are left out). The journal is only
+    /// ever appended to, so a count never goes down while the DB is kept.
+    pub fn event_counts(&self, initiative: &str, kind: EventKind) -> Result<BTreeMap<String, u64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT worker, count(*) FROM events \
+                 WHERE initiative = ?1 AND kind = ?2 AND worker IS NOT NULL GROUP BY worker",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map(params![initiative, kind.as_str()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.fail(e))
+    }
+
     /// The current incarnation of each worker of `initiative` (all, or those
     /// in `only`): the newest recorded, when it belongs to boot `boot_id`
     /// (an incarnation of an earlier boot has no process left).
@@ -968,5 +991,29 @@ mod tests {
         StateDb::open(&db).unwrap();
         assert!(StateDb::open_existing(&db).unwrap().is_some());
         assert!(tmp.path().join("real/pidwatch.db").is_file());
+    }
+
+    #[test]
+    fn restarts_are_counted_per_worker_and_a_reset_does_not_lower_the_count() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&tmp.path().join("pidwatch.db")).unwrap();
+        let at = Utc::now();
+        for (worker, pid) in [("a", 10), ("a", 11), ("b", 12)] {
+            db.record_attempt(at, "init", worker, 1).unwrap();
+            db.record_restarted(at, "init", worker, pid, 1).unwrap();
+        }
+        db.record_restarted(at, "other", "a", 13, 1).unwrap();
+        db.reset(at, "init", "a", EventKind::Reset, true).unwrap();
+        let counts = db.event_counts("init", EventKind::Restarted).unwrap();
+        assert_eq!(counts, BTreeMap::from([("a".into(), 2), ("b".into(), 1)]));
+        let attempted = db
+            .event_counts("init", EventKind::RestartAttempted)
+            .unwrap();
+        assert_eq!(attempted.get("a"), Some(&2));
+        assert!(
+            db.event_counts("none", EventKind::Restarted)
+                .unwrap()
+                .is_empty()
+        );
     }
 }
