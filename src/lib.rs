@@ -35,6 +35,7 @@ pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod error;
+pub mod metrics;
 pub mod observe;
 pub mod output;
 pub mod pass;
