@@ -51,6 +51,7 @@ use crate::daemon::pid_folder::PidFolder;
 use crate::daemon::signals::Signals;
 use crate::daemon::watches::{Watched, Watches};
 use crate::error::{EXIT_OK, Error, Result};
+use crate::metrics::{MonitorMetrics, PassKind};
 use crate::observe::Observer;
 use crate::pass;
 use crate::source::WorkerDef;
@@ -264,6 +265,8 @@ struct Monitor {
     passes_since_ping: u64,
     /// Probes, stops, starts asked for, the control socket: programs'.
     duties: duties::Duties,
+    /// Pass durations, respawn latencies, heals: for `GET /metrics`.
+    metrics: MonitorMetrics,
 }
 
 impl Monitor {
@@ -335,6 +338,7 @@ impl Monitor {
             last_ping: Cell::new(now),
             passes_since_ping: 0,
             duties,
+            metrics: MonitorMetrics::new(),
         };
         if let Err(e) = fd_limit {
             monitor.log.log(
@@ -398,6 +402,7 @@ impl Monitor {
         if self.idle {
             return true;
         }
+        let started = Instant::now();
         let ctx = pass::Context {
             settings: &self.settings,
             observer: &self.observer,
@@ -508,6 +513,8 @@ impl Monitor {
                 self.children.insert(s.pid, s);
             }
             self.restarts += result.restarted.len() as u64;
+            // Restarts are confirmed by now: the pass found them dead at its start.
+            self.metrics.observe_heals(&result, started.elapsed());
             // Restarted workers are watched from now on, and what waits
             // for them is looked at again.
             for (started, _) in &result.restarted {
@@ -572,6 +579,12 @@ impl Monitor {
         }
         self.passes_since_ping += 1;
         self.notifier.status(&self.status_line());
+        let kind = if scope.is_none() {
+            PassKind::Sweep
+        } else {
+            PassKind::Event
+        };
+        self.metrics.observe_pass(kind, started.elapsed());
         true
     }
 
