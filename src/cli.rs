@@ -140,6 +140,19 @@ reopens monitor.log, looks up the active initiative and reopens the task DB
     #[command(after_help = "Examples:\n  pidwatch status\n  pidwatch status --json")]
     Status(StatusArgs),
 
+    /// Print each worker's state as Prometheus metrics, or write them for node_exporter
+    #[command(after_help = "\
+Examples:
+  pidwatch metrics
+  pidwatch metrics --textfile /var/lib/node_exporter/textfile_collector/pidwatch.prom
+
+The metrics of the workers `status` shows, in the Prometheus text format
+(version 0.0.4), which node_exporter's textfile collector reads: from a
+systemd timer, beside `check`, on hosts without a resident monitor. Names,
+types and labels: the README's \"Metrics\". Exit codes as `status`; a look
+that fails (exit 2 or 3) leaves the file as it was.")]
+    Metrics(MetricsArgs),
+
     /// Print the journal of restarts and other events
     #[command(
         after_help = "Examples:\n  pidwatch history\n  pidwatch history Stream-B --limit 20\n  pidwatch history --json"
@@ -331,6 +344,19 @@ pub struct StatusArgs {
 
     /// The restart cap the monitor runs with, to show attempts against (a program of a config
     /// file has its own, `max_restarts`)
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub max_restarts: u32,
+}
+
+/// Options of `metrics`.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Write them to PATH instead of stdout: a temp file beside it, renamed
+    /// over it (node_exporter never reads half a file), mode 0644
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<PathBuf>,
+
+    /// The restart cap the monitor runs with, as for `status`
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub max_restarts: u32,
 }

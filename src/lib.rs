@@ -92,6 +92,7 @@ pub fn dispatch(cli: Cli, env: &Environment) -> Result<i32> {
             daemon::run(&config::resolve(&global, &args.restart, env)?, &args)
         }
         Command::Status(args) => commands::status(&global, &args, env),
+        Command::Metrics(args) => commands::metrics::run(&global, &args, env),
         Command::History(args) => commands::history(&global, &args, env),
         Command::Reset(args) => commands::reset(&global, &args, env),
         Command::Start(args) => commands::programs::start(&global, &args, env),

@@ -21,7 +21,7 @@
 //! | `pidwatch_worker_restarts_total` | counter | restarts after a death, ever: the journal's `restarted` events, which a reset does not clear |
 //! | `pidwatch_worker_restart_attempts` | gauge | attempts counted against the cap (cleared by a stable run or a reset) |
 //! | `pidwatch_worker_restart_limit` | gauge | the cap |
-//! | `pidwatch_worker_last_exit_code` | gauge | how its last run ended (128+N for signal N); absent while it runs, or when unknown |
+//! | `pidwatch_worker_last_exit_code` | gauge | the exit status of its last run (128+N where the wrapper saw signal N end the worker); absent while it runs, and when no status was seen (a stop by signal, a run pidwatch did not see end) |
 //! | `pidwatch_worker_cpu_seconds_total` | counter | CPU time of its incarnation (its cgroup, else its live processes summed); starts again at a restart; absent without live processes |
 //! | `pidwatch_worker_memory_bytes` | gauge | its cgroup's `memory.current`, else its live processes' RSS summed; absent without live processes |
 //!
@@ -382,7 +382,7 @@ impl Collector for Workers {
         family(
             &mut encoder,
             ("worker_last_exit_code", None, MetricType::Gauge),
-            "The exit status of the worker's last run (128+N for signal N), while it does not run.",
+            "The exit status of the worker's last run, while it does not run, when one was seen.",
             status().filter_map(|(l, s)| {
                 let code = s.last_exit.as_ref()?.exit_status?;
                 Some((l, ConstGauge::new(i64::from(code))))

@@ -1,8 +1,9 @@
 //! The small commands around the state DB: `status` (in [`mod@status`]),
-//! `history`, `reset`.
+//! `metrics` (in [`mod@metrics`]), `history`, `reset`.
 
 pub mod check;
 pub mod demo;
+pub mod metrics;
 pub mod programs;
 pub mod status;
 

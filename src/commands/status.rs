@@ -118,7 +118,7 @@ fn monitor_report(mut body: serde_json::Value) -> Result<(Report, i32)> {
     Ok((report, code))
 }
 
-fn print_warnings(warnings: &[String]) {
+pub(super) fn print_warnings(warnings: &[String]) {
     for w in warnings {
         crate::output::print_stderr(&format!(
             "pidwatch: warning: {}",

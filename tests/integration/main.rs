@@ -5,6 +5,7 @@ mod events;
 mod files;
 mod hygiene;
 mod incarnations;
+mod metrics;
 mod programs;
 mod restart;
 mod service;
