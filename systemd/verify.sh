@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Checks the unit files with `systemd-analyze verify`: the templates for an
-# example instance, pidwatch.service as a system unit and
-# user/pidwatch.service as a user unit (`--user`), with the pidwatch binary
-# pointed at the one given as $1 (so that the check does not need pidwatch
-# installed in /usr/local/bin).
+# example instance, pidwatch.service and pidwatch-metrics.{service,timer} as
+# system units and user/pidwatch.service as a user unit (`--user`), with the
+# pidwatch binary pointed at the one given as $1 (so that the check does not
+# need pidwatch installed in /usr/local/bin).
 set -euo pipefail
 bin=$(realpath "${1:?usage: systemd/verify.sh <path to pidwatch binary>}")
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 inst=$(systemd-escape --path /srv/app/.claude/orchestrator)
-for unit in pidwatch@.service pidwatch-check@.service pidwatch-check@.timer pidwatch.service; do
+for unit in pidwatch@.service pidwatch-check@.service pidwatch-check@.timer pidwatch.service \
+  pidwatch-metrics.service pidwatch-metrics.timer; do
   sed "s|/usr/local/bin/pidwatch|$bin|g" "$here/$unit" >"$tmp/${unit/@./@$inst.}"
 done
 mkdir -p "$tmp/user"
@@ -35,4 +36,4 @@ check systemd-analyze verify ./*.service ./*.timer
 mkdir -m700 "$tmp/runtime"
 cd "$tmp/user"
 XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$tmp/runtime} check systemd-analyze --user verify ./pidwatch.service
-echo "systemd units verified: pidwatch@$inst.service pidwatch-check@$inst.{service,timer} pidwatch.service user/pidwatch.service"
+echo "systemd units verified: pidwatch@$inst.service pidwatch-check@$inst.{service,timer} pidwatch.service pidwatch-metrics.{service,timer} user/pidwatch.service"
