@@ -1064,7 +1064,7 @@ mod tests {
             peer: "uid 1000".into(),
             method: "POST".into(),
             path: "/v1/restart".into(),
-            target: (n % 2 == 0).then(|| "code@1".to_string()),
+            target: n.is_multiple_of(2).then(|| "code@1".to_string()),
             status: n,
             result: "executed".into(),
         }
