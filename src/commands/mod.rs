@@ -1,6 +1,7 @@
 //! The small commands around the state DB: `status` (in [`mod@status`]),
-//! `history`, `reset`.
+//! `history`, `reset`, `audit` (in [`mod@audit`]).
 
+pub mod audit;
 pub mod check;
 pub mod demo;
 pub mod programs;
@@ -8,6 +9,7 @@ pub mod status;
 
 use chrono::Utc;
 
+pub use audit::audit;
 pub use status::{status, status_report};
 
 use crate::cli::{GlobalArgs, HistoryArgs, ResetArgs, RestartArgs};
