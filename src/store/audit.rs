@@ -2,7 +2,7 @@
 //! call, carried out or refused, appended as one JSON line to
 //! `<state_dir>/logs/audit.jsonl` ([`append_jsonl`]) and kept in the state
 //! DB's `audit` table ([`crate::store::statedb::StateDb::record_audit`]),
-//! which `pidwatch audit` reads.
+//! which `pidwatch audit` reads; [`record`] does both.
 //!
 //! What a caller sent (its id, the path, the target) is untrusted: every
 //! field is bounded ([`AuditRecord::bounded`]) and its control and hidden
@@ -20,7 +20,9 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::store::safe_fs;
+use crate::store::statedb::StateDb;
 
 /// The file name of the JSON-lines audit log, in `<state_dir>/logs/`.
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -199,6 +201,24 @@ pub fn append_jsonl(path: &Path, record: &AuditRecord) -> io::Result<()> {
     Ok(())
 }
 
+/// The JSON-lines audit log of a state dir whose logs are in `log_dir`:
+/// `<log_dir>/audit.jsonl`.
+pub fn jsonl_path(log_dir: &Path) -> std::path::PathBuf {
+    log_dir.join(AUDIT_FILE)
+}
+
+/// Records `record` both ways: appended to the JSON-lines log at `jsonl`
+/// ([`append_jsonl`]) and inserted in the state DB
+/// ([`StateDb::record_audit`]). Both are tried even when the first fails.
+///
+/// Errors: the first failure ([`Error::Symlink`] for a symlink at `jsonl`,
+/// [`Error::Io`] naming it otherwise; the DB's error).
+pub fn record(db: &StateDb, jsonl: &Path, record: &AuditRecord) -> Result<()> {
+    let file = append_jsonl(jsonl, record).map_err(|e| Error::io("appending to", jsonl, e));
+    let row = db.record_audit(record);
+    file.and(row)
+}
+
 /// Reads the JSON-lines audit log at `path`, oldest first; a line that is
 /// not a record is skipped. For tests and tools: `pidwatch audit` reads the
 /// state DB.
@@ -217,7 +237,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn record(n: u16) -> AuditRecord {
+    fn record_of(n: u16) -> AuditRecord {
         AuditRecord {
             at: DateTime::parse_from_rfc3339("2026-03-01T10:00:00.5Z")
                 .unwrap()
@@ -237,7 +257,7 @@ mod tests {
     fn a_line_per_record_that_reads_back() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("logs/audit.jsonl");
-        let records: Vec<_> = (200..205).map(record).collect();
+        let records: Vec<_> = (200..205).map(record_of).collect();
         for r in &records {
             append_jsonl(&path, r).unwrap();
         }
@@ -261,7 +281,7 @@ mod tests {
             for t in 0..8u16 {
                 let path = &path;
                 s.spawn(move || {
-                    let mut r = record(t);
+                    let mut r = record_of(t);
                     r.result = format!("{t}").repeat(400);
                     for _ in 0..50 {
                         append_jsonl(path, &r).unwrap();
@@ -283,7 +303,7 @@ mod tests {
         let path = tmp.path().join("audit.jsonl");
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        append_jsonl(&path, &record(200)).unwrap();
+        append_jsonl(&path, &record_of(200)).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
@@ -295,19 +315,19 @@ mod tests {
         std::fs::write(&victim, "precious\n").unwrap();
         let link = tmp.path().join("audit.jsonl");
         symlink(&victim, &link).unwrap();
-        let err = append_jsonl(&link, &record(200)).unwrap_err();
+        let err = append_jsonl(&link, &record_of(200)).unwrap_err();
         assert_eq!(safe_fs::SymlinkRefused::of(&err).unwrap().path, link);
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 
         let fifo = tmp.path().join("fifo.jsonl");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let err = append_jsonl(&fifo, &record(200)).unwrap_err();
+        let err = append_jsonl(&fifo, &record_of(200)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     }
 
     #[test]
     fn fields_are_bounded_and_escaped() {
-        let mut r = record(403);
+        let mut r = record_of(403);
         r.caller_id = Some(format!("evil\n{}", "x".repeat(1000)));
         r.path = "/v1/\u{202E}stop\ttab".into();
         r.target = Some("é".repeat(1000));
@@ -323,6 +343,24 @@ mod tests {
         let target = back.target.unwrap();
         assert!(target.len() <= MAX_TARGET + 3 && target.ends_with('…'));
         assert_eq!(back.result.len(), MAX_RESULT + '…'.len_utf8());
+    }
+
+    #[test]
+    fn record_writes_the_line_and_the_row() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&tmp.path().join("pidwatch.db")).unwrap();
+        let jsonl = jsonl_path(&tmp.path().join("logs"));
+        assert!(jsonl.ends_with("logs/audit.jsonl"));
+        record(&db, &jsonl, &record_of(200)).unwrap();
+        assert_eq!(read_jsonl(&jsonl).unwrap(), [record_of(200)]);
+        assert_eq!(db.audit(10).unwrap(), [record_of(200)]);
+        // A symlink at the log is refused, and the row still written.
+        std::fs::remove_file(&jsonl).unwrap();
+        symlink(tmp.path().join("victim"), &jsonl).unwrap();
+        let err = record(&db, &jsonl, &record_of(403)).unwrap_err();
+        assert!(matches!(err, Error::Symlink { .. }), "{err}");
+        assert_eq!(db.audit(10).unwrap().len(), 2);
+        assert!(!tmp.path().join("victim").exists());
     }
 
     #[test]
