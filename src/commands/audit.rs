@@ -33,7 +33,7 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs, env: &Environment) -> Result
 }
 
 /// The records as a table, one a line, times in local time; every cell on
-/// one line, its control characters escaped, at most [`MAX_COLUMN`] wide.
+/// one line, its control characters escaped, at most 40 characters wide.
 pub fn table(records: &[AuditRecord]) -> String {
     if records.is_empty() {
         return "no audit records\n".into();
