@@ -163,6 +163,20 @@ that fails (exit 2 or 3) leaves the file as it was.")]
     #[command(after_help = "Examples:\n  pidwatch reset Stream-B")]
     Reset(ResetArgs),
 
+    /// Print the audit trail of the control API: every call that would change something,
+    /// carried out or refused, and who made it
+    #[command(after_help = "\
+Examples:
+  pidwatch audit
+  pidwatch audit -n 200
+  pidwatch audit --json | jq '.[] | select(.trusted_by == \"refused\")'
+
+Each record: time, caller id (X-Caller-Id), how it was trusted (peer_uid, token,
+secret, confirmation, or refused), the peer (uid or address), method and path,
+target, HTTP status and result. Newest last. The same records are appended to
+<state_dir>/logs/audit.jsonl as they happen.")]
+    Audit(AuditArgs),
+
     /// Start workers of the config file (detached, in parallel; dependencies first)
     #[command(after_help = "\
 Examples:
@@ -377,6 +391,14 @@ pub struct HistoryArgs {
 pub struct ResetArgs {
     /// The worker (stream id) to reset
     pub worker: String,
+}
+
+/// Options of `audit`.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// At most this many of the newest records
+    #[arg(short = 'n', long, default_value_t = 50, value_name = "N")]
+    pub limit: usize,
 }
 
 /// Options of `wrapper`.

@@ -1,6 +1,7 @@
 //! The small commands around the state DB: `status` (in [`mod@status`]),
-//! `metrics` (in [`mod@metrics`]), `history`, `reset`.
+//! `metrics` (in [`mod@metrics`]), `history`, `reset`, `audit` (in [`mod@audit`]).
 
+pub mod audit;
 pub mod check;
 pub mod demo;
 pub mod metrics;
@@ -9,6 +10,7 @@ pub mod status;
 
 use chrono::Utc;
 
+pub use audit::audit;
 pub use status::{current_report, status, status_report};
 
 use crate::cli::{GlobalArgs, HistoryArgs, ResetArgs, RestartArgs};

@@ -69,8 +69,11 @@
 //! inode).
 
 pub mod api;
+pub mod challenges;
 pub mod client;
+pub mod ratelimit;
 pub mod server;
+pub mod trust;
 
 #[cfg(test)]
 mod tests;

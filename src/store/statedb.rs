@@ -18,10 +18,11 @@ use serde::Serialize;
 
 use crate::core::{Ending, Incarnation, Origin, ProcessId, RestartRecord, Verdict};
 use crate::error::{BUSY_TIMEOUT, Error, Result, sql_error};
+use crate::store::audit::{AuditRecord, TrustedBy};
 use crate::store::safe_fs;
 
 /// The schema version this pidwatch writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const KIND: &str = "state DB";
 
@@ -70,6 +71,24 @@ CREATE TABLE incarnations (
     stopped             INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX incarnations_by_worker ON incarnations (initiative, worker);
+";
+
+/// Schema version 3 adds the audit trail of the control API: one row per
+/// mutating call, carried out or refused ([`crate::store::audit`]). Kept
+/// verbatim, as applied to a version 2 DB.
+pub const SCHEMA_V3: &str = "
+CREATE TABLE audit (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         TEXT NOT NULL,
+    caller_id  TEXT,
+    trusted_by TEXT NOT NULL,
+    peer       TEXT NOT NULL,
+    method     TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    target     TEXT,
+    status     INTEGER NOT NULL,
+    result     TEXT NOT NULL
+);
 ";
 
 /// What happened, as journaled in `events.kind`.
@@ -291,7 +310,7 @@ impl StateDb {
         let mut db = StateDb::setup(conn, path)?;
         match db.version()? {
             0 => Ok(None),
-            v @ (1 | SCHEMA_VERSION) => {
+            v @ (1..=SCHEMA_VERSION) => {
                 db.version = v;
                 Ok(Some(db))
             }
@@ -335,12 +354,19 @@ impl StateDb {
     }
 
     fn migrate(&self) -> Result<()> {
-        let sql = match self.version()? {
-            0 => format!("BEGIN; {SCHEMA_V1} {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"),
-            1 => format!("BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"),
+        // Each step brings the schema from one version to the next, all in
+        // one transaction: a crash leaves the file as it was.
+        let steps = match self.version()? {
+            0 => [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3].as_slice(),
+            1 => &[SCHEMA_V2, SCHEMA_V3],
+            2 => &[SCHEMA_V3],
             SCHEMA_VERSION => return Ok(()),
             v => return Err(self.newer(v)),
         };
+        let sql = format!(
+            "BEGIN; {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+            steps.concat()
+        );
         self.conn.execute_batch(&sql).map_err(|e| self.fail(e))
     }
 
@@ -932,6 +958,77 @@ impl StateDb {
     }
 }
 
+impl StateDb {
+    /// Records one call of the control API in the `audit` table, its fields
+    /// bounded and escaped ([`AuditRecord::bounded`]).
+    ///
+    /// Errors: the DB cannot be written.
+    pub fn record_audit(&self, record: &AuditRecord) -> Result<()> {
+        let r = record.bounded();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit (at, caller_id, trusted_by, peer, method, path, target, \
+                 status, result) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    format_time(r.at),
+                    r.caller_id,
+                    r.trusted_by.as_str(),
+                    r.peer,
+                    r.method,
+                    r.path,
+                    r.target,
+                    r.status,
+                    r.result
+                ])
+            })
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The newest `limit` records of the audit trail, oldest first. A DB of
+    /// a schema before version 3 has none. A row whose `trusted_by` this
+    /// pidwatch does not know (written by a newer one) reads as
+    /// [`TrustedBy::Refused`].
+    ///
+    /// Errors: the DB cannot be read.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        if self.version < 3 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT at, caller_id, trusted_by, peer, method, path, target, status, result \
+                 FROM audit ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.fail(e))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![limit], |row| {
+                Ok(AuditRecord {
+                    at: parse_time(&row.get::<_, String>(0)?).unwrap_or_default(),
+                    caller_id: row.get(1)?,
+                    trusted_by: TrustedBy::parse(&row.get::<_, String>(2)?)
+                        .unwrap_or(TrustedBy::Refused),
+                    peer: row.get(3)?,
+                    method: row.get(4)?,
+                    path: row.get(5)?,
+                    target: row.get(6)?,
+                    status: row.get::<_, i64>(7)?.clamp(0, i64::from(u16::MAX)) as u16,
+                    result: row.get(8)?,
+                })
+            })
+            .map_err(|e| self.fail(e))?;
+        let mut records: Vec<AuditRecord> = rows
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.fail(e))?;
+        records.reverse();
+        Ok(records)
+    }
+}
+
 /// How an incarnation ended, in words: `exit 0`, `signal TERM (a deliberate
 /// stop)`, `wrapper gone, no exit file`.
 pub fn describe_ending(ending: &Ending) -> String {
@@ -980,6 +1077,101 @@ mod tests {
             db
         );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+
+    fn audit_record(n: u16, trusted_by: TrustedBy) -> AuditRecord {
+        AuditRecord {
+            at: parse_time("2026-03-01T10:00:00.25Z").unwrap(),
+            caller_id: Some(format!("caller-{n}")),
+            trusted_by,
+            peer: "uid 1000".into(),
+            method: "POST".into(),
+            path: "/v1/restart".into(),
+            target: n.is_multiple_of(2).then(|| "code@1".to_string()),
+            status: n,
+            result: "executed".into(),
+        }
+    }
+
+    fn user_version(db: &Path) -> i64 {
+        Connection::open(db)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn audit_records_round_trip_newest_last() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("pidwatch.db");
+        let db = StateDb::open(&path).unwrap();
+        assert!(db.audit(10).unwrap().is_empty());
+        let records: Vec<_> = [
+            TrustedBy::PeerUid,
+            TrustedBy::Token,
+            TrustedBy::Secret,
+            TrustedBy::Confirmation,
+            TrustedBy::Refused,
+        ]
+        .into_iter()
+        .zip(200..)
+        .map(|(t, n)| audit_record(n, t))
+        .collect();
+        for r in &records {
+            db.record_audit(r).unwrap();
+        }
+        assert_eq!(db.audit(100).unwrap(), records);
+        assert_eq!(db.audit(2).unwrap(), records[3..]);
+        // Stored bounded and escaped.
+        let mut long = audit_record(403, TrustedBy::Refused);
+        long.caller_id = Some(format!("a\n{}", "b".repeat(500)));
+        db.record_audit(&long).unwrap();
+        let back = db.audit(1).unwrap().remove(0);
+        assert_eq!(back, long.bounded());
+        assert!(back.caller_id.unwrap().starts_with("a\\u{a}b"));
+    }
+
+    #[test]
+    fn every_older_schema_gains_the_audit_table() {
+        let fixtures: [(&str, &str); 2] = [
+            ("v1", include_str!("../../tests/fixtures/state-v1.sql")),
+            ("v2", include_str!("../../tests/fixtures/state-v2.sql")),
+        ];
+        for (name, sql) in fixtures {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("pidwatch.db");
+            Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+            let old = user_version(&path);
+            // A reading command reads it as it is: no audit, nothing migrated.
+            let db = StateDb::open_existing(&path).unwrap().unwrap();
+            assert!(db.audit(10).unwrap().is_empty(), "{name}");
+            assert!(!db.history(None, None, 100).unwrap().is_empty(), "{name}");
+            drop(db);
+            assert_eq!(user_version(&path), old, "{name}");
+            // A writing one migrates it, keeping what was there.
+            let events = {
+                let db = StateDb::open(&path).unwrap();
+                db.record_audit(&audit_record(200, TrustedBy::Token))
+                    .unwrap();
+                assert_eq!(db.audit(10).unwrap().len(), 1, "{name}");
+                db.history(None, None, 100).unwrap()
+            };
+            assert_eq!(user_version(&path), SCHEMA_VERSION, "{name}");
+            let db = StateDb::open_existing(&path).unwrap().unwrap();
+            assert_eq!(db.history(None, None, 100).unwrap(), events, "{name}");
+            assert_eq!(db.audit(10).unwrap().len(), 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_new_db_is_created_at_the_current_schema() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("pidwatch.db");
+        StateDb::open(&path).unwrap();
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        // Opening again changes nothing.
+        StateDb::open(&path).unwrap();
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
     }
 
     #[test]

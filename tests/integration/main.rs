@@ -1,5 +1,6 @@
 //! Integration tests: the real binary, real processes, real SQLite files.
 
+mod audit;
 mod check;
 mod events;
 mod files;

@@ -6,8 +6,11 @@
 //! init` in [`template`]; where the file is found in [`mod@discover`].
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::control::trust::{Secret, SecretHeader};
 
 pub mod discover;
 pub mod expand;
@@ -205,6 +208,58 @@ pub struct ConfigFile {
     pub state_dir: Option<PathBuf>,
     /// The workers, every instance expanded, sorted by id.
     pub workers: Vec<ProgramSpec>,
+    /// The `[api]` table: who may use the control API and how; its
+    /// defaults when the file has none.
+    pub api: ApiConfig,
+}
+
+/// The `[api]` table: the TCP listener, who is trusted, and the limits of
+/// heals (README, "Trust and audit"; [`crate::control::trust`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// `listen`: a TCP address to serve the API on too; `None`: the control
+    /// socket only. A non-loopback address comes with a token.
+    pub listen: Option<SocketAddr>,
+    /// `token_file` (absolute), the file the token was read from.
+    pub token_file: Option<PathBuf>,
+    /// The bearer token, read (trimmed) from `token_file` at load.
+    pub token: Option<Secret>,
+    /// `trusted_callers`: caller ids (`X-Caller-Id`) that, with a valid
+    /// credential, execute directly.
+    pub trusted_callers: BTreeSet<String>,
+    /// `secret_header` and the secret read (trimmed) from `secret_file`.
+    pub secret: Option<SecretHeader>,
+    /// `secret_file` (absolute).
+    pub secret_file: Option<PathBuf>,
+    /// `heal_max`: heals allowed per `heal_window` (default 1).
+    pub heal_max: u32,
+    /// `heal_window` (default 5 minutes).
+    pub heal_window: Duration,
+    /// `post_heal`: a self-test run after each executed heal.
+    pub post_heal: Option<ProgramCommand>,
+    /// `post_heal_timeout` (default 60 s).
+    pub post_heal_timeout: Duration,
+    /// `challenge_ttl`: how long a confirmation challenge is good for
+    /// (default 120 s, at most an hour).
+    pub challenge_ttl: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            listen: None,
+            token_file: None,
+            token: None,
+            trusted_callers: BTreeSet::new(),
+            secret: None,
+            secret_file: None,
+            heal_max: crate::control::ratelimit::DEFAULT_HEAL_MAX,
+            heal_window: crate::control::ratelimit::DEFAULT_HEAL_WINDOW,
+            post_heal: None,
+            post_heal_timeout: parse::DEFAULT_POST_HEAL_TIMEOUT,
+            challenge_ttl: crate::control::challenges::DEFAULT_TTL,
+        }
+    }
 }
 
 /// One problem in a config file, located.

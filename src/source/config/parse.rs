@@ -31,9 +31,10 @@ use toml::de::{DeInteger, DeTable, DeValue};
 
 use super::expand::{self, Vars};
 use super::{
-    Adopt, ConfigError, ConfigFile, ParseContext, Probe, ProgramCommand, ProgramSpec, RestartMode,
-    StopSignal, is_secret_by_name,
+    Adopt, ApiConfig, ConfigError, ConfigFile, ParseContext, Probe, ProgramCommand, ProgramSpec,
+    RestartMode, StopSignal, is_secret_by_name,
 };
+use crate::control::trust::{self, Secret, SecretHeader};
 
 /// The most a config file or an `env_file` may hold: 1 MiB.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -65,8 +66,40 @@ pub const DEFAULT_LOG_KEEP: u32 = 5;
 /// The most instances a number `instances` may ask for.
 pub const MAX_INSTANCES: u32 = 1000;
 
+/// Default `api.post_heal_timeout`: 60 s.
+pub const DEFAULT_POST_HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most `api.challenge_ttl` may be: an hour.
+pub const MAX_CHALLENGE_TTL: Duration = Duration::from_secs(3600);
+/// The most a `token_file` or `secret_file` may hold: 4 KiB.
+pub const MAX_SECRET_BYTES: u64 = 4096;
+
 /// The top-level keys.
-pub const TOP_KEYS: &[&str] = &["state_dir", "defaults", "worker"];
+pub const TOP_KEYS: &[&str] = &["state_dir", "api", "defaults", "worker"];
+/// The keys of the `[api]` table.
+pub const API_KEYS: &[&str] = &[
+    "listen",
+    "token_file",
+    "trusted_callers",
+    "secret_header",
+    "secret_file",
+    "heal_max",
+    "heal_window",
+    "post_heal",
+    "post_heal_timeout",
+    "challenge_ttl",
+];
+/// Headers HTTP or the control API use, which `secret_header` may not name.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "connection",
+    "content-length",
+    "content-type",
+    "cookie",
+    "host",
+    "transfer-encoding",
+    trust::HEADER_CALLER_ID,
+    trust::HEADER_CONFIRMED,
+];
 /// The keys of a `[worker.<name>]` table.
 pub const WORKER_KEYS: &[&str] = &[
     "command",
@@ -174,7 +207,7 @@ pub fn parse(text: &str, path: &Path, ctx: &ParseContext) -> Result<ConfigFile, 
             return Err(cx.errors);
         }
     };
-    let (state_dir, workers) = cx.file(doc.get_ref());
+    let (state_dir, api, workers) = cx.file(doc.get_ref());
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -185,6 +218,7 @@ pub fn parse(text: &str, path: &Path, ctx: &ParseContext) -> Result<ConfigFile, 
             name,
             state_dir,
             workers,
+            api,
         })
     } else {
         let mut errors = cx.errors;
@@ -200,6 +234,47 @@ pub fn parse(text: &str, path: &Path, ctx: &ParseContext) -> Result<ConfigFile, 
         errors.retain(|e| seen.insert(e.to_string()));
         Err(errors)
     }
+}
+
+/// Reads a secret from the file at `path`: a regular file (a FIFO is never
+/// waited on), with no permission for group or others, of at most
+/// [`MAX_SECRET_BYTES`], holding printable ASCII once trimmed (it goes in
+/// an HTTP header). The mode is read from the open file, so the file
+/// checked is the file read. The message names what is wrong, never the
+/// content.
+fn read_secret(path: &Path) -> Result<Secret, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "mode {mode:04o} lets group or others at it; it must be the owner's only \
+             (chmod 600)"
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_SECRET_BYTES {
+        return Err(format!("larger than {MAX_SECRET_BYTES} bytes"));
+    }
+    let secret = bytes.trim_ascii();
+    if secret.is_empty() {
+        return Err("empty".into());
+    }
+    if !secret.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return Err("not printable ASCII text (it is sent in an HTTP header)".into());
+    }
+    Ok(Secret::new(secret))
 }
 
 /// A checked value and where it was written.
@@ -403,9 +478,10 @@ impl<'a> Cx<'a> {
         self.error(&key.span(), field, message);
     }
 
-    /// The whole file: `state_dir` and the workers.
-    fn file(&mut self, doc: &DeTable<'_>) -> (Option<PathBuf>, Vec<ProgramSpec>) {
+    /// The whole file: `state_dir`, `[api]` and the workers.
+    fn file(&mut self, doc: &DeTable<'_>) -> (Option<PathBuf>, ApiConfig, Vec<ProgramSpec>) {
         let mut state_dir = None;
+        let mut api = ApiConfig::default();
         let mut defaults = Raw::default();
         let mut workers_table = None;
         for (key, value) in doc {
@@ -416,6 +492,11 @@ impl<'a> Cx<'a> {
                     if let Some(s) = self.check(string(value), field) {
                         let resolved = expand::resolve_path(&s, &self.base, self.home());
                         state_dir = self.check(resolved.map_err(|m| Bad(value.span(), m)), field);
+                    }
+                }
+                "api" => {
+                    if let Some(t) = self.check(table(value), "api") {
+                        api = self.api(t);
                     }
                 }
                 "defaults" => {
@@ -470,7 +551,149 @@ impl<'a> Cx<'a> {
         }
         self.depends_on(&workers, &mut specs, &depends);
         specs.sort_by(|a, b| a.id.cmp(&b.id));
-        (state_dir, specs)
+        (state_dir, api, specs)
+    }
+
+    /// The `[api]` table; a bad value is reported and its default kept.
+    fn api(&mut self, t: &DeTable<'_>) -> ApiConfig {
+        let mut api = ApiConfig::default();
+        let mut listen: Option<At<std::net::SocketAddr>> = None;
+        let mut token_file: Option<At<String>> = None;
+        let mut secret_header: Option<At<String>> = None;
+        let mut secret_file: Option<At<String>> = None;
+        let mut given = BTreeSet::new();
+        let no_instance = Vars {
+            instance: None,
+            file: None,
+            host: &self.ctx.host,
+        };
+        for (key, v) in t {
+            let name = key.get_ref().as_ref();
+            let field = field_of("api", name);
+            let f = field.as_str();
+            given.insert(name.to_string());
+            match name {
+                "listen" => listen = self.check(socket_addr(v), f).map(at_of(v, f)),
+                "token_file" => token_file = self.check(string(v), f).map(at_of(v, f)),
+                "secret_file" => secret_file = self.check(string(v), f).map(at_of(v, f)),
+                "secret_header" => secret_header = self.check(header_name(v), f).map(at_of(v, f)),
+                "trusted_callers" => {
+                    for id in self.check(string_list(v), f).into_iter().flatten() {
+                        if trust::is_valid_caller_id(&id.value) {
+                            api.trusted_callers.insert(id.value);
+                        } else {
+                            self.error(
+                                &id.span,
+                                f,
+                                format!(
+                                    "invalid caller id {}: 1 to {} visible ASCII characters, \
+                                     no spaces",
+                                    quote(&id.value),
+                                    trust::MAX_CALLER_ID
+                                ),
+                            );
+                        }
+                    }
+                }
+                "heal_max" => {
+                    if let Some(n) = self.check(uint(v, 1, u32::MAX.into()), f) {
+                        api.heal_max = n as u32;
+                    }
+                }
+                "heal_window" => {
+                    if let Some(d) = self.check(duration(v, true, None), f) {
+                        api.heal_window = d;
+                    }
+                }
+                "post_heal" => {
+                    if let Some(c) = self.check(command(v), f).map(at_of(v, f)) {
+                        api.post_heal = self.expand_command(&c, &no_instance);
+                    }
+                }
+                "post_heal_timeout" => {
+                    if let Some(d) = self.check(duration(v, true, None), f) {
+                        api.post_heal_timeout = d;
+                    }
+                }
+                "challenge_ttl" => {
+                    if let Some(d) = self.check(duration(v, true, Some(MAX_CHALLENGE_TTL)), f) {
+                        api.challenge_ttl = d;
+                    }
+                }
+                _ => self.unknown_key(key, f, API_KEYS),
+            }
+        }
+        if let Some(at) = &token_file
+            && let Some((path, secret)) = self.secret_file(at)
+        {
+            api.token_file = Some(path);
+            api.token = Some(secret);
+        }
+        match (&secret_header, &secret_file) {
+            (Some(header), Some(file)) => {
+                if let Some((path, secret)) = self.secret_file(file) {
+                    api.secret_file = Some(path);
+                    api.secret = Some(SecretHeader {
+                        name: header.value.clone(),
+                        secret,
+                    });
+                }
+            }
+            (Some(header), None) if !given.contains("secret_file") => {
+                self.error(
+                    &header.span,
+                    &header.field,
+                    "`secret_header` needs `secret_file`",
+                );
+            }
+            (None, Some(file)) if !given.contains("secret_header") => {
+                self.error(
+                    &file.span,
+                    &file.field,
+                    "`secret_file` needs `secret_header`",
+                );
+            }
+            _ => {}
+        }
+        if let Some(at) = listen {
+            if !at.value.ip().to_canonical().is_loopback() && !given.contains("token_file") {
+                self.error(
+                    &at.span,
+                    &at.field,
+                    format!(
+                        "plain HTTP only on loopback: a non-loopback listen ({}) needs token_file",
+                        at.value
+                    ),
+                );
+            }
+            api.listen = Some(at.value);
+        }
+        api
+    }
+
+    /// The secret in the file `at` names (its path resolved): the file
+    /// must be a regular file of at most [`MAX_SECRET_BYTES`], readable by
+    /// its owner only, holding printable ASCII (trimmed); `None` after
+    /// reporting. Its content is never quoted.
+    fn secret_file(&mut self, at: &At<String>) -> Option<(PathBuf, Secret)> {
+        let path = match expand::resolve_path(&at.value, &self.base, self.home()) {
+            Ok(path) => path,
+            Err(m) => {
+                self.error(&at.span, &at.field, m);
+                return None;
+            }
+        };
+        match read_secret(&path) {
+            Ok(secret) => Some((path, secret)),
+            Err(m) => {
+                self.error(
+                    &at.span,
+                    &at.field,
+                    format!("{}: {m}", quote(&path.display().to_string())),
+                );
+                None
+            }
+        }
     }
 
     fn home(&self) -> Option<&'a Path> {
@@ -1215,6 +1438,46 @@ fn command(v: &Value<'_>) -> Result<ProgramCommand, Bad> {
             }),
         _ => bad(v, "a list of strings or a string"),
     }
+}
+
+/// A socket address, `ADDR:PORT` (`"127.0.0.1:7070"`, `"[::1]:7070"`).
+fn socket_addr(v: &Value<'_>) -> Result<std::net::SocketAddr, Bad> {
+    let s = string(v)?;
+    s.trim().parse().map_err(|_| {
+        Bad(
+            v.span(),
+            format!(
+                "expected ADDR:PORT with an IP address (\"127.0.0.1:7070\", \"[::1]:7070\"), \
+                 found {}",
+                quote(&s)
+            ),
+        )
+    })
+}
+
+/// An HTTP header name that neither HTTP nor the control API uses, lowercase.
+fn header_name(v: &Value<'_>) -> Result<String, Bad> {
+    let s = string(v)?;
+    let name = axum::http::HeaderName::from_bytes(s.as_bytes()).map_err(|_| {
+        Bad(
+            v.span(),
+            format!(
+                "invalid header name {}: letters, digits and `-`, e.g. \"X-Automation-Secret\"",
+                quote(&s)
+            ),
+        )
+    })?;
+    if RESERVED_HEADERS.contains(&name.as_str()) {
+        return Err(Bad(
+            v.span(),
+            format!(
+                "{} is used by HTTP or the control API; choose another, e.g. \
+                 \"X-Automation-Secret\"",
+                code(&s)
+            ),
+        ));
+    }
+    Ok(name.as_str().to_string())
 }
 
 fn integer(i: &DeInteger<'_>) -> Option<i128> {

@@ -18,6 +18,36 @@ pub const TEMPLATE: &str = r#"# pidwatch.toml: the workers pidwatch starts, watc
 # (~/.local/state/pidwatch/...).
 # state_dir = "~/.local/state/pidwatch/pidwatch"
 
+# The control API that `pidwatch run` serves on <state_dir>/control.sock (and
+# on TCP with `listen`): who may change things through it, and how often a
+# heal may run. Reading needs the socket's user (or root), or on TCP the
+# token; a change needs, in addition, a trusted caller with a valid
+# credential, or a confirmation (the caller repeats the call with the
+# challenge it was given). Every change, carried out or refused, is audited
+# (<state_dir>/logs/audit.jsonl, `pidwatch audit`).
+# [api]
+# Serve on TCP too, plain HTTP: a non-loopback address needs token_file.
+# listen = "127.0.0.1:7070"
+# A file holding the bearer token (`Authorization: Bearer <token>`); it
+# must be the owner's only (chmod 600).
+# token_file = "api.token"
+# Caller ids (the X-Caller-Id header) that, with a valid credential (the
+# socket's user, the token or the secret), act at once.
+# trusted_callers = ["claude-opus-4"]
+# An automation secret: the header that carries it, and a file holding it
+# (chmod 600).
+# secret_header = "X-Automation-Secret"
+# secret_file = "automation.secret"
+# At most heal_max heals per heal_window, one at a time.
+# heal_max = 1
+# heal_window = "5m"
+# A self-test run after each heal (a list or a string), and how long it
+# may take.
+# post_heal = "curl -fsS http://localhost:8000/"
+# post_heal_timeout = "60s"
+# How long a confirmation challenge is good for (at most 1h).
+# challenge_ttl = "120s"
+
 # Values every worker gets unless it sets its own. Any worker key but
 # command, instances, pidfile, match, start, stop and depends_on. `env` is
 # merged (the worker's entries win); `health`/`ready` keys apply to the
@@ -85,7 +115,7 @@ ready = { command = ["python3", "-c", "import urllib.request as u; u.urlopen('ht
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::config::parse::{TOP_KEYS, WORKER_KEYS};
+    use crate::source::config::parse::{API_KEYS, TOP_KEYS, WORKER_KEYS};
     use crate::source::config::{ParseContext, parse};
     use std::path::Path;
 
@@ -99,11 +129,40 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(config.workers.len(), 1);
         assert_eq!(config.workers[0].cwd, Path::new("/etc/pw"));
+        assert_eq!(config.api, crate::source::config::ApiConfig::default());
+    }
+
+    #[test]
+    fn the_api_table_parses_uncommented() {
+        let tmp = tempfile::tempdir().unwrap();
+        for name in ["api.token", "automation.secret"] {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, "secret\n").unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        let start = TEMPLATE.find("# [api]").unwrap();
+        let end = TEMPLATE.find("\n[defaults]").unwrap();
+        let api: String = TEMPLATE[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let text = format!("{api}[worker.a]\ncommand = \"true\"\n");
+        let ctx = ParseContext {
+            host: "box".into(),
+            home: None,
+        };
+        let config = parse(&text, &tmp.path().join("pidwatch.toml"), &ctx)
+            .unwrap_or_else(|e| panic!("{text}\n{e:?}"));
+        assert_eq!(config.api.listen, Some("127.0.0.1:7070".parse().unwrap()));
+        assert!(config.api.token.is_some() && config.api.secret.is_some());
     }
 
     #[test]
     fn template_shows_every_key() {
-        for key in TOP_KEYS.iter().chain(WORKER_KEYS) {
+        for key in TOP_KEYS.iter().chain(WORKER_KEYS).chain(API_KEYS) {
             let shown = ["", "# "].iter().any(|p| {
                 TEMPLATE.contains(&format!("\n{p}{key} = "))
                     || TEMPLATE.contains(&format!("[{key}"))

@@ -965,3 +965,312 @@ match = "celery.* -n %i@%h( |$)"
     let e = one("[worker.w]\npidfile = \"/run/w.pid\"\nstart = \"w\"\nmatch = \"w %i\"\n");
     assert!(e.contains("worker.w.match"), "{e}");
 }
+
+/// A folder holding a config file's secrets: `name` with `content` and
+/// `mode`.
+fn secret_dir(files: &[(&str, &str, u32)]) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content, mode) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    dir
+}
+
+const A_WORKER: &str = "[worker.a]\ncommand = \"a\"\n";
+
+#[test]
+fn no_api_table_gives_its_defaults() {
+    let c = ok(A_WORKER);
+    assert_eq!(c.api, ApiConfig::default());
+    assert_eq!(c.api.listen, None);
+    assert_eq!(c.api.token, None);
+    assert!(c.api.trusted_callers.is_empty());
+    assert_eq!(c.api.secret, None);
+    assert_eq!(c.api.heal_max, 1);
+    assert_eq!(c.api.heal_window, Duration::from_secs(300));
+    assert_eq!(c.api.post_heal, None);
+    assert_eq!(c.api.post_heal_timeout, Duration::from_secs(60));
+    assert_eq!(c.api.challenge_ttl, Duration::from_secs(120));
+    // An empty table too.
+    assert_eq!(ok(&format!("[api]\n{A_WORKER}")).api, ApiConfig::default());
+}
+
+#[test]
+fn api_values_of_every_key() {
+    let dir = secret_dir(&[
+        ("api.token", "  tok-123 abc\n", 0o600),
+        ("auto.secret", "s3cret\n", 0o400),
+    ]);
+    let file = dir.path().join("pidwatch.toml");
+    let c = ok_at(
+        &format!(
+            r#"[api]
+listen = "0.0.0.0:7070"
+token_file = "api.token"
+trusted_callers = ["claude-opus-4", "gpt-5", "claude-opus-4"]
+secret_header = "X-Automation-Secret"
+secret_file = "auto.secret"
+heal_max = 3
+heal_window = "10m"
+post_heal = ["/usr/bin/selftest", "--host", "%h"]
+post_heal_timeout = 30
+challenge_ttl = "1h"
+{A_WORKER}"#
+        ),
+        &file,
+    );
+    let api = &c.api;
+    assert_eq!(api.listen, Some("0.0.0.0:7070".parse().unwrap()));
+    assert_eq!(api.token_file, Some(dir.path().join("api.token")));
+    let token = api.token.as_ref().unwrap();
+    assert!(token.matches(b"tok-123 abc"), "read trimmed");
+    assert!(!token.matches(b"  tok-123 abc\n"));
+    assert_eq!(
+        api.trusted_callers,
+        ["claude-opus-4", "gpt-5"].map(String::from).into()
+    );
+    let secret = api.secret.as_ref().unwrap();
+    assert_eq!(secret.name, "x-automation-secret");
+    assert!(secret.secret.matches(b"s3cret"));
+    assert_eq!(api.secret_file, Some(dir.path().join("auto.secret")));
+    assert_eq!(api.heal_max, 3);
+    assert_eq!(api.heal_window, Duration::from_secs(600));
+    assert_eq!(
+        api.post_heal,
+        Some(ProgramCommand::Argv(vec![
+            "/usr/bin/selftest".into(),
+            "--host".into(),
+            "box".into()
+        ]))
+    );
+    assert_eq!(api.post_heal_timeout, Duration::from_secs(30));
+    assert_eq!(api.challenge_ttl, Duration::from_secs(3600));
+    // Nothing of a secret is ever shown.
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("tok-123") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+
+    let c = ok("[api]\nlisten = \"[::1]:7070\"\npost_heal = \"exec selftest\"\n");
+    assert_eq!(c.api.listen, Some("[::1]:7070".parse().unwrap()));
+    assert_eq!(
+        c.api.post_heal,
+        Some(ProgramCommand::Shell("exec selftest".into()))
+    );
+}
+
+#[test]
+fn a_non_loopback_listen_needs_a_token() {
+    assert_eq!(
+        one("[api]\nlisten = \"0.0.0.0:7070\"\n"),
+        "2:10: api.listen: plain HTTP only on loopback: a non-loopback listen (0.0.0.0:7070) \
+         needs token_file"
+    );
+    assert_eq!(
+        one("[api]\nlisten = \"[2001:db8::1]:80\"\n"),
+        "2:10: api.listen: plain HTTP only on loopback: a non-loopback listen \
+         ([2001:db8::1]:80) needs token_file"
+    );
+    for loopback in [
+        "127.0.0.1:7070",
+        "127.1.2.3:1",
+        "[::1]:7070",
+        "[::ffff:127.0.0.1]:7070",
+    ] {
+        let c = ok(&format!("[api]\nlisten = \"{loopback}\"\n"));
+        assert_eq!(c.api.listen, Some(loopback.parse().unwrap()));
+    }
+    // A token file that cannot be read is reported once, as itself.
+    let e = errs("[api]\nlisten = \"0.0.0.0:7070\"\ntoken_file = \"/nonexistent/token\"\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("3:14: api.token_file: "), "{e:?}");
+}
+
+#[test]
+fn bad_listen_addresses() {
+    for (value, col) in [
+        ("\"localhost:7070\"", 10),
+        ("\"127.0.0.1\"", 10),
+        ("\"127.0.0.1:99999\"", 10),
+        ("7070", 10),
+    ] {
+        let e = one(&format!("[api]\nlisten = {value}\n"));
+        assert!(
+            e.starts_with(&format!("2:{col}: api.listen: expected ")),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        one("[api]\nlisten = \"localhost:7070\"\n"),
+        "2:10: api.listen: expected ADDR:PORT with an IP address (\"127.0.0.1:7070\", \
+         \"[::1]:7070\"), found \"localhost:7070\""
+    );
+}
+
+#[test]
+fn secret_files_must_be_the_owners_only() {
+    let dir = secret_dir(&[
+        ("group.token", "t\n", 0o640),
+        ("other.token", "t\n", 0o604),
+        ("writable.token", "t\n", 0o620),
+        ("empty.token", " \n\n", 0o600),
+        ("binary.token", "t\u{1}x\n", 0o600),
+        ("big.token", &"x".repeat(5000), 0o600),
+        ("ok.token", "t\n", 0o600),
+    ]);
+    std::fs::create_dir(dir.path().join("dir.token")).unwrap();
+    let file = dir.path().join("pidwatch.toml");
+    let shown = |name: &str| format!("{:?}", dir.path().join(name).display().to_string());
+    for (name, what) in [
+        (
+            "group.token",
+            "mode 0640 lets group or others at it; it must be the owner's only (chmod 600)",
+        ),
+        (
+            "other.token",
+            "mode 0604 lets group or others at it; it must be the owner's only (chmod 600)",
+        ),
+        (
+            "writable.token",
+            "mode 0620 lets group or others at it; it must be the owner's only (chmod 600)",
+        ),
+        ("empty.token", "empty"),
+        (
+            "binary.token",
+            "not printable ASCII text (it is sent in an HTTP header)",
+        ),
+        ("big.token", "larger than 4096 bytes"),
+        ("dir.token", "not a regular file"),
+    ] {
+        let e = errs_at(&format!("[api]\ntoken_file = \"{name}\"\n"), &file);
+        assert_eq!(
+            e,
+            [format!("2:14: api.token_file: {}: {what}", shown(name))],
+            "{name}"
+        );
+        let e = errs_at(
+            &format!("[api]\nsecret_header = \"X-S\"\nsecret_file = \"{name}\"\n"),
+            &file,
+        );
+        assert_eq!(
+            e,
+            [format!("3:15: api.secret_file: {}: {what}", shown(name))],
+            "{name}"
+        );
+    }
+    let missing = errs_at("[api]\ntoken_file = \"none.token\"\n", &file);
+    assert!(
+        missing[0].starts_with(&format!(
+            "2:14: api.token_file: {}: cannot open: No such file",
+            shown("none.token")
+        )),
+        "{missing:?}"
+    );
+    // `~` and relative paths resolve as other paths do.
+    let c = ok_at("[api]\ntoken_file = \"./ok.token\"\n", &file);
+    assert_eq!(c.api.token_file, Some(dir.path().join("ok.token")));
+    let e = one("[api]\ntoken_file = \"~x/t\"\n");
+    assert!(e.starts_with("2:14: api.token_file: only `~`"), "{e}");
+}
+
+#[test]
+fn a_secret_header_and_its_file_come_together() {
+    assert_eq!(
+        one("[api]\nsecret_header = \"X-Automation-Secret\"\n"),
+        "2:17: api.secret_header: `secret_header` needs `secret_file`"
+    );
+    assert_eq!(
+        one("[api]\nsecret_file = \"s\"\n"),
+        "2:15: api.secret_file: `secret_file` needs `secret_header`"
+    );
+    assert_eq!(
+        one("[api]\nsecret_header = \"Bad Header\"\nsecret_file = \"/nonexistent\"\n"),
+        "2:17: api.secret_header: invalid header name \"Bad Header\": letters, digits and `-`, \
+         e.g. \"X-Automation-Secret\""
+    );
+    for reserved in ["Authorization", "x-caller-id", "X-Confirmed", "Host"] {
+        let e = errs(&format!(
+            "[api]\nsecret_header = \"{reserved}\"\nsecret_file = \"/nonexistent\"\n"
+        ));
+        assert_eq!(
+            e[0],
+            format!(
+                "2:17: api.secret_header: `{reserved}` is used by HTTP or the control API; \
+                 choose another, e.g. \"X-Automation-Secret\""
+            )
+        );
+    }
+}
+
+#[test]
+fn api_bad_values() {
+    assert_eq!(
+        one("[api]\ntrusted_callers = \"claude\"\n"),
+        "2:19: api.trusted_callers: expected a list of strings, found \"claude\""
+    );
+    assert_eq!(
+        one("[api]\ntrusted_callers = [\"ok\", \"two words\"]\n"),
+        "2:26: api.trusted_callers: invalid caller id \"two words\": 1 to 128 visible ASCII \
+         characters, no spaces"
+    );
+    assert_eq!(
+        errs("[api]\ntrusted_callers = [\"a b\", \"\"]\n"),
+        [
+            "2:20: api.trusted_callers: invalid caller id \"a b\": 1 to 128 visible ASCII \
+             characters, no spaces",
+            "2:27: api.trusted_callers: invalid caller id \"\": 1 to 128 visible ASCII \
+             characters, no spaces"
+        ]
+    );
+    assert_eq!(
+        one("[api]\nheal_max = 0\n"),
+        "2:12: api.heal_max: expected an integer ≥ 1, found integer 0"
+    );
+    assert_eq!(
+        one("[api]\nheal_window = 0\n"),
+        "2:15: api.heal_window: expected seconds > 0, found integer 0"
+    );
+    assert_eq!(
+        one("[api]\npost_heal_timeout = \"soon\"\n"),
+        "2:21: api.post_heal_timeout: expected seconds, found \"soon\""
+    );
+    assert_eq!(
+        one("[api]\nchallenge_ttl = \"2h\"\n"),
+        "2:17: api.challenge_ttl: expected at most 3600 seconds, found \"2h\""
+    );
+    assert_eq!(
+        one("[api]\npost_heal = []\n"),
+        "2:13: api.post_heal: expected a non-empty list, found an array"
+    );
+    assert_eq!(
+        one("[api]\npost_heal = \"selftest %i\"\n"),
+        format!(
+            "2:13: api.post_heal: {}",
+            super::expand::ExpandError::NoInstance
+        )
+    );
+    assert_eq!(
+        one("api = 1\n"),
+        "1:7: api: expected a table, found integer 1"
+    );
+}
+
+#[test]
+fn api_unknown_keys_with_suggestions() {
+    assert_eq!(
+        one("[api]\nheal_windw = 3\n"),
+        "2:1: api.heal_windw: unknown key `heal_windw`; did you mean `heal_window`?"
+    );
+    assert_eq!(
+        one("[api]\ntoken = \"inline\"\n"),
+        "2:1: api.token: unknown key `token`"
+    );
+    assert_eq!(
+        one("[apii]\n"),
+        "1:2: apii: unknown key `apii`; did you mean `api`?"
+    );
+}
