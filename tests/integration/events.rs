@@ -98,11 +98,16 @@ fn a_thousand_restarts_leak_no_descriptor() {
     pid = fx.wait_restarted("W", pid, LIMIT);
     // The one live worker is watched, as it was before.
     let mut after = 0;
+    // No growth (a descriptor open for a moment when `before` was read,
+    // the state DB's journal say, may be closed by now).
     wait_for("the descriptor count to settle", LIMIT, || {
         after = open_fds(monitor.pid);
-        after == before
+        after <= before
     });
-    assert_eq!(after, before, "descriptors before and after 1,000 restarts");
+    assert!(
+        after <= before,
+        "descriptors before {before} and after 1,000 restarts {after}"
+    );
     assert!(is_alive(pid));
 }
 
