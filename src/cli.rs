@@ -347,6 +347,12 @@ pub struct RunArgs {
     /// The monitor's own PID file under --daemon [default: DIR/pidwatch.pid]
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
+
+    /// Also serve the control API on this TCP address (e.g.
+    /// 127.0.0.1:7070; config `[api] listen`). A non-loopback address needs
+    /// the config's `token_file`: plain HTTP only on loopback
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Options of `status`.

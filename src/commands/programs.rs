@@ -502,6 +502,7 @@ pub fn restart(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Res
     let request = ControlRequest::Restart {
         workers: selection(&ids),
         all: false,
+        counted: false,
     };
     let failed = match ask_monitor(&settings, &request)? {
         Some(reply) => start_reply(&reply).1,

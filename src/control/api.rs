@@ -44,15 +44,57 @@ pub enum ControlRequest {
         /// Every configured worker, whatever `workers` names.
         all: bool,
     },
-    /// Restart the named workers, or all of them: `POST /v1/restart`.
+    /// Restart the named workers, or all of them: `POST /v1/restart`
+    /// (`pidwatch restart`), `POST /workers/restart/{id}` and
+    /// `/workers/restart-all`.
     Restart {
         /// Worker names, as the configuration spells them.
         workers: Vec<String>,
         /// Every configured worker, whatever `workers` names.
         all: bool,
+        /// The start counts against each worker's restart cap, like any
+        /// restart (the API's); else it clears the count, as a start by
+        /// hand does (`pidwatch restart`).
+        #[serde(default)]
+        counted: bool,
     },
     /// Read the configuration again: `POST /v1/reload`.
     Reload,
+    /// The last lines of a worker's log: `GET /workers/logs/{id}?lines=N`.
+    Logs {
+        /// The worker id.
+        worker: String,
+        /// How many lines, at most.
+        lines: usize,
+    },
+    /// The journal: `GET /workers/history?worker=&limit=`.
+    History {
+        /// One worker's events only.
+        worker: Option<String>,
+        /// The newest this many.
+        limit: usize,
+    },
+    /// Restart what failed: `POST /workers/heal`.
+    Heal {
+        /// Plan only, or carry it out.
+        mode: HealMode,
+        /// Why, as the caller says (bounded).
+        reason: Option<String>,
+        /// Who asks (`X-Caller-Id`), for the record.
+        caller: Option<String>,
+    },
+    /// The Prometheus metrics: `GET /metrics`.
+    Metrics,
+}
+
+/// What a heal does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealMode {
+    /// Return the steps; change nothing.
+    Plan,
+    /// Carry the steps out.
+    Execute,
 }
 
 /// The body of `POST /v1/start`, `/v1/stop` and `/v1/restart`:
@@ -87,6 +129,10 @@ impl ControlRequest {
             ControlRequest::Stop { .. } => (Method::Post, ROUTE_STOP),
             ControlRequest::Restart { .. } => (Method::Post, ROUTE_RESTART),
             ControlRequest::Reload => (Method::Post, ROUTE_RELOAD),
+            ControlRequest::Logs { .. } => (Method::Get, "/workers/logs"),
+            ControlRequest::History { .. } => (Method::Get, "/workers/history"),
+            ControlRequest::Heal { .. } => (Method::Post, "/workers/heal"),
+            ControlRequest::Metrics => (Method::Get, "/metrics"),
         }
     }
 
@@ -96,41 +142,90 @@ impl ControlRequest {
         match self {
             ControlRequest::Start { workers, all }
             | ControlRequest::Stop { workers, all }
-            | ControlRequest::Restart { workers, all } => Some(Selection {
+            | ControlRequest::Restart { workers, all, .. } => Some(Selection {
                 workers: workers.clone(),
                 all: *all,
             }),
-            ControlRequest::Status | ControlRequest::Reload => None,
+            _ => None,
         }
     }
 }
 
-/// The monitor's answer: an HTTP status and a JSON body.
+/// The monitor's answer: an HTTP status and a JSON body (or, for
+/// [`ControlRequest::Metrics`], a text one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlReply {
     /// The HTTP status code (100..=999; anything else is sent as 500).
     pub status: u16,
     /// The JSON body.
     pub body: serde_json::Value,
+    /// A body that is not JSON: its content type and text, sent instead
+    /// of `body`.
+    #[serde(skip)]
+    pub text: Option<(&'static str, String)>,
 }
 
 impl ControlReply {
     /// A `200 OK` reply carrying `body`.
     pub fn ok(body: serde_json::Value) -> ControlReply {
-        ControlReply { status: 200, body }
-    }
-
-    /// An error reply: `status` with `{"error": message}`.
-    pub fn error(status: u16, message: impl Into<String>) -> ControlReply {
         ControlReply {
-            status,
-            body: serde_json::json!({ "error": message.into() }),
+            status: 200,
+            body,
+            text: None,
         }
     }
 
-    /// The `error` field of the body, if it carries one.
+    /// A `200 OK` reply carrying `text` of `content_type`.
+    pub fn text(content_type: &'static str, text: String) -> ControlReply {
+        ControlReply {
+            status: 200,
+            body: serde_json::Value::Null,
+            text: Some((content_type, text)),
+        }
+    }
+
+    /// An error reply: `status` with `{"error": {"code": ..., "message":
+    /// message}}`, the code named after the status ([`error_code`]).
+    pub fn error(status: u16, message: impl Into<String>) -> ControlReply {
+        ControlReply {
+            status,
+            body: error_body(error_code(status), &message.into()),
+            text: None,
+        }
+    }
+
+    /// The error's message of the body, if it carries one (also the older
+    /// `{"error": "..."}`).
     pub fn error_message(&self) -> Option<&str> {
-        self.body.get("error").and_then(serde_json::Value::as_str)
+        let error = self.body.get("error")?;
+        error
+            .as_str()
+            .or_else(|| error.get("message").and_then(serde_json::Value::as_str))
+    }
+}
+
+/// `{"error": {"code": code, "message": message}}`.
+pub fn error_body(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": { "code": code, "message": message } })
+}
+
+/// The stable code of an error status: `BAD_REQUEST`, `UNAUTHORIZED`,
+/// `FORBIDDEN`, `NOT_FOUND`, `METHOD_NOT_ALLOWED`, `CONFLICT`,
+/// `PAYLOAD_TOO_LARGE`, `RATE_LIMITED`, `UNAVAILABLE`, `TIMEOUT`, else
+/// `ERROR`.
+pub fn error_code(status: u16) -> &'static str {
+    match status {
+        400 => "BAD_REQUEST",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        405 => "METHOD_NOT_ALLOWED",
+        409 => "CONFLICT",
+        413 => "PAYLOAD_TOO_LARGE",
+        429 => "RATE_LIMITED",
+        503 => "UNAVAILABLE",
+        504 => "TIMEOUT",
+        _ => "ERROR",
     }
 }
 

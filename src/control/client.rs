@@ -142,6 +142,9 @@ async fn exchange(
         .uri(path)
         .header(HOST, "localhost")
         .header(CONTENT_TYPE, "application/json")
+        // pidwatch's own commands name themselves: trusted on the socket
+        // by the peer's uid (crate::control::trust).
+        .header(super::trust::HEADER_CALLER_ID, super::trust::CLI_CALLER_ID)
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| ClientError::Other(format!("building the request: {e}")))?;
     let response = sender
@@ -165,6 +168,7 @@ async fn exchange(
     let reply = ControlReply {
         status: status.as_u16(),
         body,
+        text: None,
     };
     if status == StatusCode::FORBIDDEN {
         return Err(ClientError::Refused(

@@ -73,6 +73,7 @@ pub mod challenges;
 pub mod client;
 pub mod ratelimit;
 pub mod server;
+mod sse;
 pub mod trust;
 
 #[cfg(test)]

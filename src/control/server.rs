@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Extension, State};
+use axum::extract::{Extension, State};
 use axum::http::{Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
@@ -28,7 +28,9 @@ use tokio::sync::{Semaphore, oneshot};
 use tower::ServiceExt;
 
 use super::ControlError;
-use super::api::{self, ControlReply, ControlRequest, Selection, bounded};
+use super::api::{self, ControlReply, ControlRequest, HealMode, Selection, bounded};
+use super::challenges::ChallengeStore;
+use super::trust::{self, PeerAddr, RequestFacts, TrustPolicy};
 
 /// How long error messages quoting a caller's input may grow, in bytes.
 const MAX_MESSAGE: usize = 300;
@@ -45,6 +47,16 @@ pub struct ServerOptions {
     /// How many connections are served at once (default 32); more wait in
     /// the listen backlog.
     pub max_connections: usize,
+    /// Who is trusted to change what (the config's `[api]`).
+    pub policy: TrustPolicy,
+    /// How long a confirmation challenge lives (default 120 s).
+    pub challenge_ttl: Duration,
+    /// Also serve on this TCP address (`--listen`, `[api] listen`).
+    pub tcp: Option<std::net::SocketAddr>,
+    /// Where mutating calls are audited; `None`: not audited (tests).
+    pub audit: Option<AuditSink>,
+    /// What `GET /health` reads.
+    pub health: Arc<HealthBoard>,
 }
 
 impl Default for ServerOptions {
@@ -53,6 +65,73 @@ impl Default for ServerOptions {
             reply_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 32,
+            policy: TrustPolicy {
+                trusted_callers: Default::default(),
+                token: None,
+                secret_header: None,
+                monitor_uid: nix::unistd::geteuid().as_raw(),
+            },
+            challenge_ttl: Duration::from_secs(120),
+            tcp: None,
+            audit: None,
+            health: Arc::new(HealthBoard::new(Duration::from_secs(90))),
+        }
+    }
+}
+
+/// Where the audit trail of mutating calls goes.
+#[derive(Debug, Clone)]
+pub struct AuditSink {
+    /// The state DB (its `audit` table).
+    pub state_db: PathBuf,
+    /// `<state_dir>/logs/audit.jsonl`.
+    pub jsonl: PathBuf,
+}
+
+/// The monitor's liveness, as its loop reports it, for `GET /health`
+/// (answered by the server thread, so a stuck loop shows).
+#[derive(Debug)]
+pub struct HealthBoard {
+    /// How old the last completed pass may be, at most.
+    max_age: Duration,
+    state: Mutex<(Option<std::time::Instant>, Option<String>)>,
+}
+
+impl HealthBoard {
+    /// A board on which a pass older than `max_age` is unhealthy.
+    pub fn new(max_age: Duration) -> HealthBoard {
+        HealthBoard {
+            max_age,
+            state: Mutex::new((None, None)),
+        }
+    }
+
+    /// A pass completed now.
+    pub fn pass_done(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *s = (Some(std::time::Instant::now()), None);
+    }
+
+    /// A pass failed: the sources cannot be read (`why`).
+    pub fn pass_failed(&self, why: String) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.1 = Some(why);
+    }
+
+    /// Seconds since the last pass, or why the monitor is unhealthy.
+    pub fn check(&self) -> Result<f64, String> {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = &s.1 {
+            return Err(format!("its last pass failed: {why}"));
+        }
+        match s.0 {
+            None => Err("no pass completed yet".into()),
+            Some(at) if at.elapsed() > self.max_age => Err(format!(
+                "its last pass completed {:.0} s ago (more than {:.0} s)",
+                at.elapsed().as_secs_f64(),
+                self.max_age.as_secs_f64()
+            )),
+            Some(at) => Ok(at.elapsed().as_secs_f64()),
         }
     }
 }
@@ -78,7 +157,7 @@ pub struct Server {
 #[derive(Debug)]
 pub struct Pending {
     request: ControlRequest,
-    peer_uid: u32,
+    peer: PeerAddr,
     reply: Option<oneshot::Sender<ControlReply>>,
 }
 
@@ -88,9 +167,18 @@ impl Pending {
         &self.request
     }
 
-    /// The caller's user id, from `SO_PEERCRED` (the monitor's own or 0).
-    pub fn peer_uid(&self) -> u32 {
-        self.peer_uid
+    /// The caller's user id, from `SO_PEERCRED` (the monitor's own or 0),
+    /// when it came through the socket.
+    pub fn peer_uid(&self) -> Option<u32> {
+        match self.peer {
+            PeerAddr::Uid(uid) => Some(uid),
+            PeerAddr::Tcp(_) => None,
+        }
+    }
+
+    /// Who is at the other end.
+    pub fn peer(&self) -> PeerAddr {
+        self.peer
     }
 
     /// Sends `reply` to the caller. A caller that gave up meanwhile (its
@@ -154,6 +242,23 @@ impl Server {
             .build()
             .map_err(ControlError::Start)?;
 
+        // The TCP address first: a refused bind leaves no socket behind.
+        let tcp = match options.tcp {
+            Some(addr) => {
+                let listener =
+                    std::net::TcpListener::bind(addr).map_err(|source| ControlError::Io {
+                        verb: "listening on",
+                        path: PathBuf::from(addr.to_string()),
+                        source,
+                    })?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(ControlError::Start)?;
+                let _entered = runtime.enter();
+                Some(tokio::net::TcpListener::from_std(listener).map_err(ControlError::Start)?)
+            }
+            None => None,
+        };
         clear_stale(path)?;
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -186,6 +291,10 @@ impl Server {
             wake: wake.clone(),
             reply_timeout: options.reply_timeout,
             pid: std::process::id(),
+            policy: options.policy.clone(),
+            challenges: Mutex::new(ChallengeStore::new(options.challenge_ttl)),
+            audit: options.audit.clone(),
+            health: options.health.clone(),
         });
         let (shutdown, shutdown_rx) = oneshot::channel();
         let conn = ConnSettings {
@@ -198,7 +307,21 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("pidwatch-control".into())
             .spawn(move || {
-                runtime.block_on(accept_loop(listener, conn, max_connections, shutdown_rx));
+                runtime.block_on(async move {
+                    let conn = Arc::new(conn);
+                    let slots = Arc::new(Semaphore::new(max_connections));
+                    let unix = tokio::spawn(accept_loop(
+                        Listener::Unix(listener),
+                        conn.clone(),
+                        slots.clone(),
+                    ));
+                    let tcp = tcp.map(|l| tokio::spawn(accept_loop(Listener::Tcp(l), conn, slots)));
+                    let _ = shutdown_rx.await;
+                    unix.abort();
+                    if let Some(tcp) = tcp {
+                        tcp.abort();
+                    }
+                });
             })
             .map_err(|e| {
                 remove_if_ours(path, bound);
@@ -333,12 +456,22 @@ struct Shared {
     wake: Arc<EventFd>,
     reply_timeout: Duration,
     pid: u32,
+    policy: TrustPolicy,
+    challenges: Mutex<ChallengeStore>,
+    audit: Option<AuditSink>,
+    health: Arc<HealthBoard>,
 }
+
+/// The most header lines a request may carry.
+const MAX_HEADERS: usize = 64;
+
+/// How long a request's body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The caller of a connection, put into each of its requests.
 #[derive(Debug, Clone, Copy)]
 struct Peer {
-    uid: u32,
+    addr: PeerAddr,
 }
 
 /// What each connection is served with.
@@ -348,40 +481,69 @@ struct ConnSettings {
     header_read_timeout: Duration,
 }
 
-async fn accept_loop(
-    listener: tokio::net::UnixListener,
-    conn: ConnSettings,
-    max_connections: usize,
-    mut shutdown: oneshot::Receiver<()>,
-) {
-    let conn = Arc::new(conn);
-    let slots = Arc::new(Semaphore::new(max_connections));
+/// A listener the server accepts on.
+enum Listener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
+async fn accept_loop(listener: Listener, conn: Arc<ConnSettings>, slots: Arc<Semaphore>) {
     loop {
-        let slot = tokio::select! {
-            _ = &mut shutdown => return,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => return,
-            },
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
         };
-        let stream = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => {
-                    // Out of descriptors or memory: let what runs finish
-                    // rather than spin on accept.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let accepted = match &listener {
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+            Listener::Tcp(l) => l.accept().await.map(|(s, addr)| Accepted::Tcp(s, addr)),
+        };
+        let Ok(stream) = accepted else {
+            // Out of descriptors or memory: let what runs finish rather
+            // than spin on accept.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
         };
         let conn = conn.clone();
         tokio::spawn(async move {
-            serve_connection(stream, &conn).await;
+            match stream {
+                Accepted::Unix(stream) => serve_connection(stream, &conn).await,
+                Accepted::Tcp(stream, addr) => serve_tcp(stream, addr, &conn).await,
+            }
             drop(slot);
         });
     }
+}
+
+/// A connection accepted.
+enum Accepted {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream, std::net::SocketAddr),
+}
+
+/// The HTTP/1.1 settings of every connection: how long its headers may
+/// take, and how many it may send.
+fn http1(conn: &ConnSettings) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(conn.header_read_timeout)
+        .max_headers(MAX_HEADERS);
+    builder
+}
+
+/// Serves one TCP connection: every request goes through the trust rules
+/// (the token; [`crate::control::trust`]).
+async fn serve_tcp(stream: tokio::net::TcpStream, addr: std::net::SocketAddr, conn: &ConnSettings) {
+    let builder = http1(conn);
+    let router = conn.router.clone();
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(Peer {
+            addr: PeerAddr::Tcp(addr),
+        });
+        router.clone().oneshot(request)
+    });
+    let _ = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 /// Serves one connection: the router if its peer is the monitor's user or
@@ -391,15 +553,14 @@ async fn serve_connection(stream: tokio::net::UnixStream, conn: &ConnSettings) {
         return;
     };
     let uid = cred.uid();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(conn.header_read_timeout);
+    let mut builder = http1(conn);
     let io = TokioIo::new(stream);
     if uid == conn.allowed_uid || uid == 0 {
         let router = conn.router.clone();
         let service = service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(Peer { uid });
+            request.extensions_mut().insert(Peer {
+                addr: PeerAddr::Uid(uid),
+            });
             router.clone().oneshot(request)
         });
         let _ = builder.serve_connection(io, service).await;
@@ -419,15 +580,16 @@ async fn serve_connection(stream: tokio::net::UnixStream, conn: &ConnSettings) {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
+    let forwarding = |make: fn() -> ControlRequest| {
+        move |State(shared): State<Arc<Shared>>, Extension(peer): Extension<Peer>| async move {
+            forward(&shared, peer, make()).await
+        }
+    };
     Router::new()
         .route(api::ROUTE_PING, get(ping))
         .route(
             api::ROUTE_STATUS,
-            get(
-                |State(shared): State<Arc<Shared>>, Extension(peer): Extension<Peer>| async move {
-                    forward(&shared, peer, ControlRequest::Status).await
-                },
-            ),
+            get(forwarding(|| ControlRequest::Status)),
         )
         .route(
             api::ROUTE_START,
@@ -448,16 +610,54 @@ fn router(shared: Arc<Shared>) -> Router {
             selection_route(|s| ControlRequest::Restart {
                 workers: s.workers,
                 all: s.all,
+                counted: false,
             }),
         )
         .route(
             api::ROUTE_RELOAD,
-            post(
-                |State(shared): State<Arc<Shared>>, Extension(peer): Extension<Peer>| async move {
-                    forward(&shared, peer, ControlRequest::Reload).await
-                },
-            ),
+            post(forwarding(|| ControlRequest::Reload)),
         )
+        // The API of issue 10 (README, "The control API").
+        .route("/", get(dashboard))
+        .route("/health", get(health))
+        .route("/metrics", get(forwarding(|| ControlRequest::Metrics)))
+        .route(
+            "/workers/status",
+            get(forwarding(|| ControlRequest::Status)),
+        )
+        .route(
+            "/workers/restart-all",
+            post(forwarding(|| ControlRequest::Restart {
+                workers: Vec::new(),
+                all: true,
+                counted: true,
+            })),
+        )
+        .route(
+            "/workers/restart/{id}",
+            one_worker(|id| ControlRequest::Restart {
+                workers: vec![id],
+                all: false,
+                counted: true,
+            }),
+        )
+        .route(
+            "/workers/start/{id}",
+            one_worker(|id| ControlRequest::Start {
+                workers: vec![id],
+                all: false,
+            }),
+        )
+        .route(
+            "/workers/stop/{id}",
+            one_worker(|id| ControlRequest::Stop {
+                workers: vec![id],
+                all: false,
+            }),
+        )
+        .route("/workers/logs/{id}", get(logs))
+        .route("/workers/history", get(history))
+        .route("/workers/heal", post(heal))
         .fallback(|method: Method, uri: Uri| async move {
             json_error(
                 StatusCode::NOT_FOUND,
@@ -473,8 +673,331 @@ fn router(shared: Arc<Shared>) -> Router {
                 ),
             )
         })
-        .layer(DefaultBodyLimit::max(api::MAX_REQUEST_BODY))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared)
+}
+
+/// A `POST` route on one worker, `/…/{id}`, made into a request by `make`.
+fn one_worker(make: fn(String) -> ControlRequest) -> MethodRouter<Arc<Shared>> {
+    post(
+        move |State(shared): State<Arc<Shared>>,
+              Extension(peer): Extension<Peer>,
+              axum::extract::Path(id): axum::extract::Path<String>| async move {
+            forward(&shared, peer, make(id)).await
+        },
+    )
+}
+
+/// The query of `GET /workers/logs/{id}`.
+#[derive(Debug, serde::Deserialize)]
+struct LogsQuery {
+    lines: Option<usize>,
+    follow: Option<String>,
+}
+
+async fn logs(
+    State(shared): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    query: Result<axum::extract::Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(query)) = query else {
+        return json_error(StatusCode::BAD_REQUEST, "lines must be a number".into());
+    };
+    let request = ControlRequest::Logs {
+        worker: id,
+        lines: query.lines.unwrap_or(100),
+    };
+    let follow = query.follow.is_some_and(|f| f == "1" || f == "true");
+    if !follow {
+        return forward(&shared, peer, request).await;
+    }
+    let Ok(reply) = ask(&shared, peer, request).await else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the monitor did not answer".into(),
+        );
+    };
+    if reply.status != 200 {
+        return reply_response(reply);
+    }
+    let Some(path) = reply
+        .body
+        .get("path")
+        .and_then(|p| p.as_str())
+        .map(PathBuf::from)
+    else {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "no log path".into());
+    };
+    let lines: Vec<String> = reply
+        .body
+        .get("lines")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default();
+    super::sse::follow(path, lines)
+}
+
+/// The query of `GET /workers/history`.
+#[derive(Debug, serde::Deserialize)]
+struct HistoryQuery {
+    worker: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(shared): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    query: Result<axum::extract::Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(query)) = query else {
+        return json_error(StatusCode::BAD_REQUEST, "limit must be a number".into());
+    };
+    let request = ControlRequest::History {
+        worker: query.worker.filter(|w| !w.is_empty()),
+        limit: query.limit.unwrap_or(100),
+    };
+    forward(&shared, peer, request).await
+}
+
+/// The body of `POST /workers/heal`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealBody {
+    mode: Option<HealMode>,
+    reason: Option<String>,
+}
+
+async fn heal(
+    State(shared): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    Extension(caller): Extension<trust::Caller>,
+    body: Bytes,
+) -> Response {
+    let parsed: HealBody = if body.iter().all(u8::is_ascii_whitespace) {
+        HealBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    bounded(
+                        &format!(
+                            r#"bad JSON body: {e}; expected {{"mode": "plan" | "execute", "reason": "..."}}"#
+                        ),
+                        MAX_MESSAGE,
+                    ),
+                );
+            }
+        }
+    };
+    // A trusted caller's heal executes unless it asks for a plan; anyone
+    // else's plans unless it asks (and confirmed) to execute.
+    let trusted = shared
+        .policy
+        .trusted_callers
+        .contains(caller.id.as_deref().unwrap_or(""));
+    let mode = parsed.mode.unwrap_or(if trusted {
+        HealMode::Execute
+    } else {
+        HealMode::Plan
+    });
+    let request = ControlRequest::Heal {
+        mode,
+        reason: parsed.reason.map(|r| bounded(&r, MAX_MESSAGE)),
+        caller: caller.id.clone(),
+    };
+    forward(&shared, peer, request).await
+}
+
+async fn dashboard() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        DASHBOARD,
+    )
+        .into_response()
+}
+
+/// The dashboard: one page, its script and style inline, nothing fetched
+/// from elsewhere.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.health.check() {
+        Ok(age) => (
+            StatusCode::OK,
+            axum::Json(
+                serde_json::json!({ "ok": true, "lastPassSecondsAgo": age, "pid": shared.pid }),
+            ),
+        )
+            .into_response(),
+        Err(why) => json_error(StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+/// Checks every request against the trust rules before it is served
+/// ([`trust::admit`]): reads the body (bounded in size and time), refuses
+/// or challenges what is not let through, and audits every mutating call,
+/// carried out or refused.
+async fn guard(
+    State(shared): State<Arc<Shared>>,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    if path == api::ROUTE_PING {
+        return next.run(request).await;
+    }
+    let Some(peer) = request.extensions().get::<Peer>().copied() else {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "no peer".into());
+    };
+    let (parts, body) = request.into_parts();
+    let secret_name = shared.policy.secret_header.as_ref().map(|h| h.name.clone());
+    let mut names = vec![
+        trust::HEADER_CALLER_ID.to_string(),
+        axum::http::header::AUTHORIZATION.as_str().to_string(),
+        trust::HEADER_CONFIRMED.to_string(),
+    ];
+    names.extend(secret_name.clone());
+    for name in &names {
+        if parts.headers.get_all(name.as_str()).iter().count() > 1 {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("the header {name} is given more than once"),
+            );
+        }
+    }
+    let bytes = match tokio::time::timeout(
+        BODY_TIMEOUT,
+        axum::body::to_bytes(body, api::MAX_REQUEST_BODY),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {} bytes", api::MAX_REQUEST_BODY),
+            );
+        }
+        Err(_) => {
+            return json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            );
+        }
+    };
+    let header = |name: &str| parts.headers.get(name).map(|v| v.as_bytes());
+    let facts = RequestFacts {
+        method: parts.method.as_str(),
+        path: &path,
+        body: &bytes,
+        peer: peer.addr,
+        caller_id: header(trust::HEADER_CALLER_ID),
+        authorization: header(axum::http::header::AUTHORIZATION.as_str()),
+        secret: secret_name.as_deref().and_then(header),
+        confirmed: header(trust::HEADER_CONFIRMED),
+    };
+    let admission = {
+        let mut store = shared.challenges.lock().unwrap_or_else(|e| e.into_inner());
+        trust::admit(&shared.policy, &facts, &mut store, chrono::Utc::now())
+    };
+    let mutating = !trust::is_read(facts.method);
+    let target = target_of(&path, &bytes);
+    if let Some(reply) = admission.refusal_reply() {
+        if mutating {
+            let message = reply.error_message().unwrap_or("refused").to_string();
+            let record =
+                admission.audit_record(&facts, chrono::Utc::now(), target, reply.status, &message);
+            audit(&shared, record).await;
+        }
+        return reply_response(reply);
+    }
+    let record_facts = mutating.then(|| (facts.method.to_string(), path.clone()));
+    let mut request = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
+    request.extensions_mut().insert(admission.caller.clone());
+    let response = next.run(request).await;
+    if let Some((method, path)) = record_facts {
+        let status = response.status().as_u16();
+        let result = if response.status().is_success() {
+            "executed".to_string()
+        } else {
+            format!("failed ({status})")
+        };
+        let facts = RequestFacts {
+            method: &method,
+            path: &path,
+            body: &bytes,
+            peer: peer.addr,
+            caller_id: None,
+            authorization: None,
+            secret: None,
+            confirmed: None,
+        };
+        let record = admission.audit_record(&facts, chrono::Utc::now(), target, status, &result);
+        audit(&shared, record).await;
+    }
+    response
+}
+
+/// What a mutating call acts on: the worker of `/workers/…/{id}`, or the
+/// workers a selection body names.
+fn target_of(path: &str, body: &[u8]) -> Option<String> {
+    for prefix in ["/workers/restart/", "/workers/start/", "/workers/stop/"] {
+        if let Some(id) = path.strip_prefix(prefix) {
+            return Some(id.to_string());
+        }
+    }
+    if path == "/workers/restart-all" {
+        return Some("all".into());
+    }
+    let selection: Selection = serde_json::from_slice(body).ok()?;
+    if selection.all {
+        Some("all".into())
+    } else {
+        Some(selection.workers.join(","))
+    }
+}
+
+/// Records `record` in the audit trail (the state DB and `audit.jsonl`),
+/// off the runtime's thread; a failure is said on stderr.
+async fn audit(shared: &Shared, record: crate::store::audit::AuditRecord) {
+    let Some(sink) = shared.audit.clone() else {
+        return;
+    };
+    let _ = tokio::task::spawn_blocking(move || {
+        let written = crate::store::statedb::StateDb::open(&sink.state_db)
+            .and_then(|db| crate::store::audit::record(&db, &sink.jsonl, &record));
+        if let Err(e) = written {
+            crate::output::print_stderr(&format!("pidwatch: audit: {e}"));
+        }
+    })
+    .await;
+}
+
+/// Hands `request` to the monitor and waits for its reply.
+async fn ask(shared: &Shared, peer: Peer, request: ControlRequest) -> Result<ControlReply, ()> {
+    let (tx, rx) = oneshot::channel();
+    let pending = Pending {
+        request,
+        peer: peer.addr,
+        reply: Some(tx),
+    };
+    shared.queue.send(pending).map_err(|_| ())?;
+    let _ = shared.wake.write(1);
+    match tokio::time::timeout(shared.reply_timeout, rx).await {
+        Ok(Ok(reply)) => Ok(reply),
+        _ => Err(()),
+    }
 }
 
 async fn ping(State(shared): State<Arc<Shared>>) -> Response {
@@ -530,7 +1053,7 @@ async fn forward(shared: &Shared, peer: Peer, request: ControlRequest) -> Respon
     let (tx, rx) = oneshot::channel();
     let pending = Pending {
         request,
-        peer_uid: peer.uid,
+        peer: peer.addr,
         reply: Some(tx),
     };
     if shared.queue.send(pending).is_err() {
@@ -542,11 +1065,7 @@ async fn forward(shared: &Shared, peer: Peer, request: ControlRequest) -> Respon
     // Fails only when the counter would overflow: it is readable then anyway.
     let _ = shared.wake.write(1);
     match tokio::time::timeout(shared.reply_timeout, rx).await {
-        Ok(Ok(reply)) => {
-            let status =
-                StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, axum::Json(reply.body)).into_response()
-        }
+        Ok(Ok(reply)) => reply_response(reply),
         Ok(Err(_)) => json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the monitor is shutting down".to_string(),
@@ -562,5 +1081,36 @@ async fn forward(shared: &Shared, peer: Peer, request: ControlRequest) -> Respon
 }
 
 fn json_error(status: StatusCode, message: String) -> Response<Body> {
-    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+    let body = api::error_body(api::error_code(status.as_u16()), &message);
+    (status, axum::Json(body)).into_response()
+}
+
+/// The HTTP response of a reply: its JSON (or text) body, with
+/// `Retry-After` on a 429 that says when, and `WWW-Authenticate` on a 401.
+fn reply_response(reply: ControlReply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let retry_after = reply
+        .body
+        .get("retryAfter")
+        .and_then(serde_json::Value::as_u64);
+    let mut response = match reply.text {
+        Some((content_type, text)) => (
+            status,
+            [(axum::http::header::CONTENT_TYPE, content_type)],
+            text,
+        )
+            .into_response(),
+        None => (status, axum::Json(reply.body)).into_response(),
+    };
+    let headers = response.headers_mut();
+    if let Some(secs) = retry_after.filter(|_| status == StatusCode::TOO_MANY_REQUESTS) {
+        headers.insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
 }

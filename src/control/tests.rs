@@ -53,7 +53,11 @@ fn echo(pending: Pending) {
         "request": serde_json::to_value(pending.request()).expect("serializable"),
         "uid": pending.peer_uid(),
     });
-    pending.respond(ControlReply { status: 200, body });
+    pending.respond(ControlReply {
+        status: 200,
+        body,
+        text: None,
+    });
 }
 
 #[test]
@@ -79,6 +83,7 @@ fn each_request_goes_to_the_monitor_and_back() {
             ControlRequest::Restart {
                 workers: vec!["c".into()],
                 all: false,
+                counted: false,
             },
             ControlRequest::Reload,
         ];

@@ -333,22 +333,27 @@ impl Admission {
             Decision::Read | Decision::Trusted | Decision::Confirmed(_) => None,
             Decision::NeedsConfirmation(challenge) => Some(ControlReply {
                 status: 403,
+                text: None,
                 body: serde_json::json!({
                     "code": CODE_CONFIRMATION_REQUIRED,
-                    "error": format!(
+                    "challenge": challenge,
+                    "error": {"code": CODE_CONFIRMATION_REQUIRED, "message": format!(
                         "confirmation required: repeat this {} {} with the same body and \
                          the header `X-Confirmed: {CONFIRMED_PREFIX}{}` before {}",
                         challenge.method,
                         challenge.path,
                         challenge.id,
                         crate::store::statedb::format_time(challenge.expires_at),
-                    ),
-                    "challenge": challenge,
+                    )},
                 }),
             }),
             Decision::Refused(refusal) => Some(ControlReply {
                 status: refusal.status,
-                body: serde_json::json!({ "code": refusal.code, "error": refusal.message }),
+                text: None,
+                body: serde_json::json!({
+                    "code": refusal.code,
+                    "error": {"code": refusal.code, "message": refusal.message},
+                }),
             }),
         }
     }

@@ -57,12 +57,18 @@ const LOG_CHECK_PERIOD: Duration = Duration::from_secs(5);
 /// `stop_timeout` (at most 10 minutes), then a start [`START_WAIT`].
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(12 * 60);
 
+/// The most log lines one request returns.
+const MAX_LOG_LINES: usize = 10_000;
+
+/// The most journal events one request returns.
+const MAX_HISTORY: usize = 10_000;
+
 /// The file name of the control socket in the state dir.
 pub const CONTROL_SOCKET: &str = "control.sock";
 
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ProbeKind {
+pub(super) enum ProbeKind {
     Ready,
     Health,
 }
@@ -83,7 +89,7 @@ struct Watching {
 }
 
 /// What a thread reports.
-enum Done {
+pub(super) enum Done {
     Probe {
         worker: String,
         incarnation: String,
@@ -95,6 +101,8 @@ enum Done {
         worker: String,
         said: String,
     },
+    /// A heal's self-test (`post_heal`) ended.
+    SelfTest { heal: u64, outcome: ProbeOutcome },
 }
 
 /// Why workers are being stopped.
@@ -108,6 +116,9 @@ enum Purpose {
         /// A reload's: a worker that does not run is left as it is (not
         /// marked stopped, not started).
         by_reload: bool,
+        /// The start after counts against the restart cap (the API's
+        /// restarts).
+        counted: bool,
     },
     /// Its health probe failed `retries` times in a row: not recorded as a
     /// stop, so that the pass restarts it with reason `unhealthy`.
@@ -129,23 +140,25 @@ struct StopJob {
 }
 
 /// A start asked of the monitor, waiting for its workers.
-struct PendingStart {
-    reply: Option<Pending>,
-    targets: BTreeSet<String>,
-    deadline: Instant,
+pub(super) struct PendingStart {
+    pub(super) reply: Option<Pending>,
+    pub(super) targets: BTreeSet<String>,
+    pub(super) deadline: Instant,
+    /// The heal this start carries out, answered when it settles.
+    pub(super) heal: Option<super::heal::HealJob>,
 }
 
 /// The monitor's duties towards programs.
 pub(super) struct Duties {
-    wake: Arc<EventFd>,
-    tx: mpsc::Sender<Done>,
+    pub(super) wake: Arc<EventFd>,
+    pub(super) tx: mpsc::Sender<Done>,
     rx: mpsc::Receiver<Done>,
     watching: BTreeMap<String, Watching>,
     /// Workers being stopped, with their job.
     pub(super) held: BTreeMap<String, u64>,
     jobs: BTreeMap<u64, StopJob>,
-    next_job: u64,
-    starts: Vec<PendingStart>,
+    pub(super) next_job: u64,
+    pub(super) starts: Vec<PendingStart>,
     /// Failures of starts asked for, by worker, since they were asked.
     start_failures: BTreeMap<String, String>,
     /// Workers asked to start while being stopped: marked when the stop
@@ -156,6 +169,12 @@ pub(super) struct Duties {
     next_log_check: Instant,
     /// The control socket, when one is served.
     pub(super) server: Option<Server>,
+    /// Heals waiting for their self-test, by id.
+    pub(super) heals: BTreeMap<u64, super::heal::HealJob>,
+    /// At most `heal_max` heals per `heal_window`, one at a time.
+    pub(super) heal_limiter: Option<crate::control::ratelimit::RateLimiter>,
+    /// The last heal carried out, for `status` (`lastHeal`).
+    pub(super) last_heal: Option<serde_json::Value>,
 }
 
 impl Duties {
@@ -185,6 +204,9 @@ impl Duties {
             incarnations: BTreeMap::new(),
             next_log_check: Instant::now(),
             server: None,
+            heals: BTreeMap::new(),
+            heal_limiter: None,
+            last_heal: None,
         })
     }
 
@@ -204,7 +226,7 @@ impl Duties {
     }
 
     /// Sends `done` to the loop and wakes it.
-    fn report(tx: &mpsc::Sender<Done>, wake: &EventFd, done: Done) {
+    pub(super) fn report(tx: &mpsc::Sender<Done>, wake: &EventFd, done: Done) {
         if tx.send(done).is_ok() {
             let _ = wake.write(1);
         }
@@ -212,7 +234,7 @@ impl Duties {
 }
 
 /// `{"error": ...}` with an HTTP status.
-fn refuse(status: u16, message: String) -> ControlReply {
+pub(super) fn refuse(status: u16, message: String) -> ControlReply {
     ControlReply::error(status, one_line(&message))
 }
 
@@ -225,8 +247,21 @@ impl Monitor {
             return;
         }
         let path = self.settings.paths.dir.join(CONTROL_SOCKET);
+        let Some(file) = self.file() else { return };
+        let api = &file.api;
         let options = ServerOptions {
             reply_timeout: REPLY_TIMEOUT,
+            policy: crate::control::trust::TrustPolicy::from_config(
+                api,
+                nix::unistd::geteuid().as_raw(),
+            ),
+            challenge_ttl: api.challenge_ttl,
+            tcp: self.listen,
+            audit: Some(crate::control::server::AuditSink {
+                state_db: self.settings.paths.state_db.clone(),
+                jsonl: crate::store::audit::jsonl_path(&self.settings.paths.log_dir),
+            }),
+            health: self.health.clone(),
             ..ServerOptions::default()
         };
         match Server::bind_with(&path, &options) {
@@ -243,6 +278,10 @@ impl Monitor {
                 }
                 self.log
                     .log(Level::Info, &format!("Control socket: {}", path.display()));
+                if let Some(addr) = self.listen {
+                    self.log
+                        .log(Level::Info, &format!("Control API on http://{addr}/"));
+                }
                 self.duties.server = Some(server);
             }
             Err(e) => self.log.log(
@@ -261,7 +300,7 @@ impl Monitor {
         self.observer.source.programs()?.spec(id).cloned()
     }
 
-    fn with_runtime(&self, id: &str, f: impl FnOnce(&mut Runtime)) {
+    pub(super) fn with_runtime(&self, id: &str, f: impl FnOnce(&mut Runtime)) {
         if let Some(programs) = self.observer.source.programs() {
             f(programs
                 .runtime
@@ -301,11 +340,36 @@ impl Monitor {
                             reply: Some(pending),
                             then_start: BTreeSet::new(),
                             by_reload: false,
+                            counted: false,
                         },
                     ),
                     Err(reply) => pending.respond(reply),
                 },
-                ControlRequest::Restart { workers, all } => match self.targets(workers, all) {
+                ControlRequest::Logs { worker, lines } => {
+                    let reply = self.logs_reply(&worker, lines);
+                    pending.respond(reply);
+                }
+                ControlRequest::History { worker, limit } => {
+                    let reply = self.history_reply(worker.as_deref(), limit);
+                    pending.respond(reply);
+                }
+                ControlRequest::Metrics => {
+                    let reply = self.metrics_reply();
+                    pending.respond(reply);
+                }
+                ControlRequest::Heal {
+                    mode,
+                    reason,
+                    caller,
+                } => self.heal(pending, mode, reason, caller),
+                ControlRequest::Restart {
+                    workers,
+                    all,
+                    counted,
+                } => match self.targets(workers, all) {
+                    Ok(ids) if counted && ids.iter().any(|id| self.duties.held.contains_key(id)) => {
+                        pending.respond(refuse(409, "a worker named is being stopped or restarted now; try again when it is done".into()))
+                    }
                     Ok(ids) => {
                         let then_start = ids.clone();
                         self.stop_workers(
@@ -314,6 +378,7 @@ impl Monitor {
                                 reply: Some(pending),
                                 then_start,
                                 by_reload: false,
+                                counted,
                             },
                         )
                     }
@@ -352,11 +417,70 @@ impl Monitor {
                 Ok(mut body) => {
                     if let Some(map) = body.as_object_mut() {
                         map.insert("exit_code".into(), code.into());
+                        map.insert("autoHeal".into(), super::heal::auto_heal(&report));
+                        map.insert(
+                            "lastHeal".into(),
+                            self.duties.last_heal.clone().unwrap_or_default(),
+                        );
                     }
                     ControlReply::ok(body)
                 }
                 Err(e) => refuse(500, format!("encoding the status: {e}")),
             },
+            Err(e) => refuse(500, e.to_string()),
+        }
+    }
+
+    /// The last `lines` lines of worker `id`'s log.
+    fn logs_reply(&self, id: &str, lines: usize) -> ControlReply {
+        let Some(programs) = self.observer.source.programs() else {
+            return refuse(
+                409,
+                "this monitor's workers have no logs of pidwatch's".into(),
+            );
+        };
+        let Some(spec) = programs.spec(id) else {
+            return refuse(404, format!("no worker {}", crate::output::quote(id)));
+        };
+        let path = programs.log_of(spec);
+        match crate::store::worker_log::tail(&path, lines.min(MAX_LOG_LINES)) {
+            Ok(lines) => ControlReply::ok(serde_json::json!({
+                "worker": id,
+                "path": path,
+                "lines": lines
+                    .iter()
+                    .map(|l| crate::output::escape_controls(l))
+                    .collect::<Vec<_>>(),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                ControlReply::ok(serde_json::json!({ "worker": id, "path": path, "lines": [] }))
+            }
+            Err(e) => refuse(500, format!("reading {}: {e}", path.display())),
+        }
+    }
+
+    /// The journal of this monitor's scope, newest last.
+    fn history_reply(&self, worker: Option<&str>, limit: usize) -> ControlReply {
+        let Some(state) = &self.state else {
+            return ControlReply::ok(serde_json::json!({ "events": [] }));
+        };
+        let scope = self.observer.scope().id.clone();
+        match state.history(Some(&scope), worker, limit.min(MAX_HISTORY)) {
+            Ok(events) => ControlReply::ok(serde_json::json!({ "events": events })),
+            Err(e) => refuse(500, e.to_string()),
+        }
+    }
+
+    /// The Prometheus exposition (OpenMetrics text) of what this monitor
+    /// sees, with its own histograms and counters.
+    fn metrics_reply(&mut self) -> ControlReply {
+        let state = self.state.as_ref();
+        match crate::commands::status_report(&self.settings, &self.observer, state) {
+            Ok((report, _)) => {
+                let format = crate::metrics::Format::OpenMetrics;
+                let text = crate::metrics::exposition(&report, Some(&self.metrics), format);
+                ControlReply::text(format.content_type(), text)
+            }
             Err(e) => refuse(500, e.to_string()),
         }
     }
@@ -414,6 +538,65 @@ impl Monitor {
             reply,
             targets: ids.clone(),
             deadline: Instant::now() + START_WAIT,
+            heal: None,
+        });
+        self.check_starts();
+    }
+
+    /// Asks for `ids` to start as a restart counted against each one's cap
+    /// (the API's restarts): one at its cap is refused ("restart cap
+    /// reached"); the others have their attempt counted, then start as
+    /// [`Monitor::request_start`] starts them (without their dependencies).
+    fn request_counted_start(&mut self, ids: &BTreeSet<String>, reply: Option<Pending>) {
+        let scope = self.observer.scope().id.clone();
+        let records = self
+            .state
+            .as_ref()
+            .and_then(|s| s.records(&scope, Some(ids)).ok())
+            .unwrap_or_default();
+        let mut capped = BTreeMap::new();
+        for id in ids {
+            let max = self
+                .spec(id)
+                .map_or(self.settings.policy.max_restarts, |s| s.max_restarts);
+            let record = records.get(id);
+            let attempts = record.map_or(0, |r| r.attempts);
+            if record.is_some_and(|r| r.given_up) || attempts >= max {
+                capped.insert(
+                    id.clone(),
+                    format!(
+                        "its restart cap is reached ({attempts}/{max}); `pidwatch start` or \
+                         `pidwatch reset` by hand lets it start again"
+                    ),
+                );
+                continue;
+            }
+            if let Some(state) = &self.state
+                && let Err(e) = state.record_attempt(Utc::now(), &scope, id, attempts + 1)
+            {
+                capped.insert(id.clone(), e.to_string());
+            }
+        }
+        let go: BTreeSet<String> = ids
+            .difference(&capped.keys().cloned().collect())
+            .cloned()
+            .collect();
+        for id in &go {
+            self.duties.start_failures.remove(id);
+            self.verdicts.remove(id);
+            if self.duties.held.contains_key(id) {
+                self.duties.after_stop.insert(id.clone());
+            } else {
+                self.with_runtime(id, |r| r.start_requested = true);
+                self.retry.insert(id.clone());
+            }
+        }
+        self.duties.start_failures.extend(capped);
+        self.duties.starts.push(PendingStart {
+            reply,
+            targets: ids.clone(),
+            deadline: Instant::now() + START_WAIT,
+            heal: None,
         });
         self.check_starts();
     }
@@ -511,6 +694,9 @@ impl Monitor {
                     "started": started,
                     "failed": failed,
                 })));
+            }
+            if let Some(heal) = start.heal.take() {
+                self.heal_started(heal, &started, &failed);
             }
         }
     }
@@ -714,6 +900,7 @@ impl Monitor {
                 reply,
                 mut then_start,
                 by_reload,
+                counted,
             } => {
                 if by_reload {
                     then_start.retain(|id| done.ending.contains_key(id));
@@ -731,7 +918,11 @@ impl Monitor {
                         })));
                     }
                 } else {
-                    self.request_start(&then_start, reply, true);
+                    if counted {
+                        self.request_counted_start(&then_start, reply);
+                    } else {
+                        self.request_start(&then_start, reply, true);
+                    }
                 }
             }
         }
@@ -784,6 +975,7 @@ impl Monitor {
                     kind,
                     outcome,
                 } => self.probe_done(&worker, &incarnation, kind, &outcome),
+                Done::SelfTest { heal, outcome } => self.heal_tested(heal, outcome),
             }
         }
         self.check_starts();
@@ -1088,6 +1280,7 @@ impl Monitor {
                     reply: None,
                     then_start: changed.clone(),
                     by_reload: true,
+                    counted: false,
                 },
             );
         }

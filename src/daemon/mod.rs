@@ -20,6 +20,7 @@
 pub mod cgroup_events;
 pub mod detach;
 mod duties;
+mod heal;
 pub use duties::{CONTROL_SOCKET, REPLY_TIMEOUT};
 pub mod lock;
 pub mod notify;
@@ -77,6 +78,24 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
             "--interval 0: the sweep needs a period above 0 s".into(),
         ));
     }
+    let listen = args
+        .listen
+        .or_else(|| settings.programs.as_ref().and_then(|f| f.api.listen));
+    if let Some(addr) = listen {
+        let api = settings.programs.as_ref().map(|f| &f.api);
+        if settings.programs.is_none() {
+            return Err(Error::Config(
+                "--listen serves the control API of workers from a config file; give --config"
+                    .into(),
+            ));
+        }
+        if !addr.ip().is_loopback() && api.is_none_or(|a| a.token.is_none()) {
+            return Err(Error::Config(format!(
+                "--listen {addr}: plain HTTP only on loopback; a non-loopback address needs \
+                 the config's [api] token_file"
+            )));
+        }
+    }
     if settings.output.json {
         return Err(Error::Config(
             "run has no --json output: it writes monitor.log's lines; \
@@ -126,7 +145,7 @@ pub fn run(settings: &Settings, args: &RunArgs) -> Result<i32> {
     let readiness = daemon.as_mut().map(|(_, r)| r);
     let waited = wait_for_initiative(settings, interval, args.daemon, readiness);
     let started = waited.and_then(|go| {
-        go.then(|| Monitor::start(settings, interval, args.daemon))
+        go.then(|| Monitor::start(settings, interval, args.daemon, listen))
             .transpose()
     });
     let result = match started {
@@ -267,10 +286,19 @@ struct Monitor {
     duties: duties::Duties,
     /// Pass durations, respawn latencies, heals: for `GET /metrics`.
     metrics: MonitorMetrics,
+    /// The TCP address the control API is also served on.
+    listen: Option<std::net::SocketAddr>,
+    /// What `GET /health` reads: the last pass, or why it failed.
+    health: std::sync::Arc<crate::control::server::HealthBoard>,
 }
 
 impl Monitor {
-    fn start(settings: &Settings, interval: Duration, daemon: bool) -> Result<Monitor> {
+    fn start(
+        settings: &Settings,
+        interval: Duration,
+        daemon: bool,
+        listen: Option<std::net::SocketAddr>,
+    ) -> Result<Monitor> {
         let settings = settings.clone();
         let echo = (!settings.output.quiet && !daemon).then(|| settings.output.console());
         let log = MonitorLog::open(&settings.paths.log_file, echo)
@@ -339,6 +367,11 @@ impl Monitor {
             passes_since_ping: 0,
             duties,
             metrics: MonitorMetrics::new(),
+            listen,
+            // A pass older than two intervals (and a minute) is a stuck one.
+            health: std::sync::Arc::new(crate::control::server::HealthBoard::new(
+                interval * 2 + Duration::from_secs(60),
+            )),
         };
         if let Err(e) = fd_limit {
             monitor.log.log(
@@ -579,6 +612,7 @@ impl Monitor {
         }
         self.passes_since_ping += 1;
         self.notifier.status(&self.status_line());
+        self.health.pass_done();
         let kind = if scope.is_none() {
             PassKind::Sweep
         } else {
@@ -594,6 +628,7 @@ impl Monitor {
     /// doubles up to the interval.
     fn pass_failed(&mut self, error: Error) {
         let text = error.to_string();
+        self.health.pass_failed(text.clone());
         if self.last_failure.as_deref() != Some(text.as_str()) {
             self.log.log(
                 Level::Error,

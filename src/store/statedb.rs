@@ -127,6 +127,9 @@ pub enum EventKind {
     Stopped,
     /// A program's health probe failed `retries` times in a row.
     Unhealthy,
+    /// A heal asked through the API was carried out: its steps and
+    /// self-test.
+    Healed,
 }
 
 impl EventKind {
@@ -149,6 +152,7 @@ impl EventKind {
             EventKind::Started => "started",
             EventKind::Stopped => "stopped",
             EventKind::Unhealthy => "unhealthy",
+            EventKind::Healed => "healed",
         }
     }
 }
