@@ -177,6 +177,20 @@ target, HTTP status and result. Newest last. The same records are appended to
 <state_dir>/logs/audit.jsonl as they happen.")]
     Audit(AuditArgs),
 
+    /// Ask the running monitor to heal: restart each dead worker now (counted against its
+    /// cap), escalate each given-up one; then its post_heal self-test
+    #[command(after_help = "\
+Examples:
+  pidwatch heal --plan               # the steps, nothing changed
+  pidwatch heal --reason 'queue stuck'
+  pidwatch heal --json
+
+Needs a running monitor (`pidwatch run`): it is asked through its control socket,
+as its own user. Heals are rate-limited ([api] heal_max per heal_window, one at a
+time): exit 3 with the reason when refused. Exit 0 when every restart ran, 1 when
+some did not or the self-test failed.")]
+    Heal(HealArgs),
+
     /// Start workers of the config file (detached, in parallel; dependencies first)
     #[command(after_help = "\
 Examples:
@@ -397,6 +411,18 @@ pub struct HistoryArgs {
 pub struct ResetArgs {
     /// The worker (stream id) to reset
     pub worker: String,
+}
+
+/// Options of `heal`.
+#[derive(Debug, Clone, Args)]
+pub struct HealArgs {
+    /// Only say what would be done
+    #[arg(long)]
+    pub plan: bool,
+
+    /// Why, for the record (bounded to 300 bytes)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 /// Options of `audit`.

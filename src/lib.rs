@@ -96,6 +96,7 @@ pub fn dispatch(cli: Cli, env: &Environment) -> Result<i32> {
         Command::History(args) => commands::history(&global, &args, env),
         Command::Reset(args) => commands::reset(&global, &args, env),
         Command::Audit(args) => commands::audit(&global, &args, env),
+        Command::Heal(args) => commands::programs::heal(&global, &args, env),
         Command::Start(args) => commands::programs::start(&global, &args, env),
         Command::Stop(args) => commands::programs::stop(&global, &args, env),
         Command::Restart(args) => commands::programs::restart(&global, &args, env),

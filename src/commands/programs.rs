@@ -395,7 +395,7 @@ pub fn ask_monitor(settings: &Settings, request: &ControlRequest) -> Result<Opti
     };
     match reply.status {
         200 => Ok(Some(reply)),
-        400 | 404 | 409 => Err(Error::Config(format!(
+        400 | 404 => Err(Error::Config(format!(
             "the monitor says: {}",
             reply.error_message().unwrap_or("bad request")
         ))),
@@ -515,6 +515,85 @@ pub fn restart(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Res
     say_failures(&failed, "start");
     let failed_targets = failed.keys().filter(|id| ids.contains(*id)).count();
     Ok(start_exit_code(ids.len(), failed_targets))
+}
+
+/// `pidwatch heal`: asks the running monitor for a heal (a plan with
+/// `--plan`) and says its steps, their results and the self-test.
+///
+/// Errors: no monitor runs (exit 3, said as such); the monitor refused
+/// (the rate limit: exit 3 with its reason); as [`start`].
+pub fn heal(global: &GlobalArgs, args: &crate::cli::HealArgs, env: &Environment) -> Result<i32> {
+    let settings = program_settings(global, env)?;
+    let request = ControlRequest::Heal {
+        mode: if args.plan {
+            crate::control::api::HealMode::Plan
+        } else {
+            crate::control::api::HealMode::Execute
+        },
+        reason: args.reason.clone(),
+        caller: Some(crate::control::trust::CLI_CALLER_ID.into()),
+    };
+    let reply = ask_monitor(&settings, &request)?.ok_or_else(|| {
+        Error::CannotCheck(format!(
+            "no monitor runs for {}: a heal is the running monitor's (`pidwatch run`)",
+            settings.paths.dir.display()
+        ))
+    })?;
+    if global.json {
+        print_stdout(&format!("{}\n", reply.body));
+    }
+    let steps = reply
+        .body
+        .get("steps")
+        .or_else(|| reply.body.get("actions"))
+        .and_then(|s| s.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut failed = false;
+    if !global.json && !global.quiet {
+        if steps.is_empty() {
+            print_stdout("nothing to heal\n");
+        }
+        for step in &steps {
+            let field = |k: &str| {
+                step.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let result = step.get("result").and_then(|v| v.as_str());
+            print_stdout(&format!(
+                "{} {}: {}{}\n",
+                field("action"),
+                field("worker"),
+                crate::output::escape_controls(&field("why")),
+                result
+                    .map(|r| format!(" -> {}", crate::output::escape_controls(r)))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(test) = reply.body.get("selfTest").filter(|t| !t.is_null()) {
+            print_stdout(&format!(
+                "self-test: {}\n",
+                crate::output::escape_controls(test["outcome"].as_str().unwrap_or("?"))
+            ));
+        }
+    }
+    for step in &steps {
+        if step
+            .get("result")
+            .and_then(|v| v.as_str())
+            .is_some_and(|r| r != "running")
+        {
+            failed = true;
+        }
+    }
+    if reply.body.get("selfTest").and_then(|t| t.get("passed"))
+        == Some(&serde_json::Value::Bool(false))
+    {
+        failed = true;
+    }
+    Ok(if failed { EXIT_FAILURES } else { EXIT_OK })
 }
 
 /// `pidwatch logs`.

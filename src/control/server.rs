@@ -897,8 +897,11 @@ async fn guard(
         }
     };
     let header = |name: &str| parts.headers.get(name).map(|v| v.as_bytes());
+    // A heal that only plans changes nothing: admitted as a read.
+    let plans = path == "/workers/heal"
+        && heal_plans(&shared.policy, &bytes, header(trust::HEADER_CALLER_ID));
     let facts = RequestFacts {
-        method: parts.method.as_str(),
+        method: if plans { "GET" } else { parts.method.as_str() },
         path: &path,
         body: &bytes,
         peer: peer.addr,
@@ -947,6 +950,27 @@ async fn guard(
         audit(&shared, record).await;
     }
     response
+}
+
+/// Whether a heal's `body` asks only for a plan: `"mode": "plan"`, or no
+/// mode from a caller that is not trusted (whose heal plans by default).
+/// A body that is not a heal's is no plan (the handler refuses it).
+fn heal_plans(policy: &TrustPolicy, body: &[u8], caller_id: Option<&[u8]>) -> bool {
+    let parsed: HealBody = if body.iter().all(u8::is_ascii_whitespace) {
+        HealBody::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(b) => b,
+            Err(_) => return false,
+        }
+    };
+    let trusted = caller_id
+        .and_then(|id| std::str::from_utf8(id).ok())
+        .is_some_and(|id| policy.trusted_callers.contains(id));
+    match parsed.mode {
+        Some(mode) => mode == HealMode::Plan,
+        None => !trusted,
+    }
 }
 
 /// What a mutating call acts on: the worker of `/workers/…/{id}`, or the

@@ -602,8 +602,8 @@ impl Monitor {
     }
 
     /// The verdict of worker `id` when its start, done, came to an end
-    /// other than running: given up after its restarts, stopped, or
-    /// completed. `None` while it may yet come up (being stopped first,
+    /// other than running: dead again, given up after its restarts,
+    /// stopped, or completed. `None` while it may yet come up (being stopped first,
     /// marked, waiting, dead with a restart due).
     fn settled_otherwise(&self, id: &str) -> Option<Verdict> {
         if self.duties.held.contains_key(id) || self.duties.after_stop.contains(id) {
@@ -616,9 +616,10 @@ impl Monitor {
                 .is_some_and(|r| r.start_requested)
         });
         let verdict = *self.verdicts.get(id)?;
+        // Dead once started: it died (its restart is the policy's now).
         let settled = matches!(
             verdict,
-            Verdict::GivenUp | Verdict::Stopped | Verdict::Completed
+            Verdict::GivenUp | Verdict::Stopped | Verdict::Completed | Verdict::Dead
         );
         (!requested && settled).then_some(verdict)
     }

@@ -1,5 +1,6 @@
 //! Integration tests: the real binary, real processes, real SQLite files.
 
+mod api;
 mod audit;
 mod check;
 mod events;
