@@ -91,6 +91,15 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "PIDWATCH_LOG_FILE", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 
+    /// Ask the monitor serving this URL (`http://HOST:PORT`, its `--listen`)
+    /// instead of the local control socket: start, stop, restart, status, heal
+    #[arg(long, global = true, env = "PIDWATCH_URL", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// The bearer token to present with --url (a file, owner's only)
+    #[arg(long, global = true, env = "PIDWATCH_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
     /// Print JSON on stdout instead of a table
     #[arg(long, global = true)]
     pub json: bool,

@@ -89,6 +89,8 @@ pub struct Settings {
     /// The config file, when workers come from one (`--config`, or one
     /// found in the usual places); `None`: the orchestrator.
     pub programs: Option<std::sync::Arc<crate::source::config::ConfigFile>>,
+    /// `--url` and `--token-file`: the monitor to ask over TCP, when given.
+    pub remote: Option<crate::control::client::Endpoint>,
     /// `--initiative`, if given.
     pub initiative: Option<String>,
     /// The restart policy.
@@ -175,6 +177,50 @@ pub fn find_config(global: &GlobalArgs, env: &Environment) -> Option<PathBuf> {
         env.xdg_config_home.as_deref(),
         env.home.as_deref(),
     )
+}
+
+/// The monitor `--url` names, with the token of `--token-file`.
+///
+/// Errors ([`Error::Config`]): a URL that is not `http://HOST:PORT`;
+/// `--token-file` without `--url`; a token file that cannot be read, is
+/// open to group or others, or is empty.
+fn remote(
+    global: &GlobalArgs,
+    env: &Environment,
+) -> Result<Option<crate::control::client::Endpoint>> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(url) = global.url.as_deref().filter(|u| !u.is_empty()) else {
+        if global.token_file.is_some() {
+            return Err(Error::Config("--token-file goes with --url".into()));
+        }
+        return Ok(None);
+    };
+    let token = match &global.token_file {
+        Some(path) => {
+            let path = absolute(&env.cwd, path);
+            let meta = std::fs::metadata(&path).map_err(|e| Error::io("reading", &path, e))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(Error::Config(format!(
+                    "{}: open to group or others; a token file must be its owner's only (chmod 600)",
+                    path.display()
+                )));
+            }
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| Error::io("reading", &path, e))?;
+            let token = text.trim().to_string();
+            if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(Error::Config(format!(
+                    "{}: expected one token of visible ASCII",
+                    path.display()
+                )));
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    crate::control::client::Endpoint::url(url, token)
+        .map(Some)
+        .map_err(Error::Config)
 }
 
 /// Reads and validates the config file at `path`.
@@ -416,6 +462,7 @@ pub fn resolve(global: &GlobalArgs, restart: &RestartArgs, env: &Environment) ->
     Ok(Settings {
         paths,
         programs,
+        remote: remote(global, env)?,
         initiative: global.initiative.clone().filter(|i| !i.is_empty()),
         policy,
         spawn,

@@ -14,6 +14,7 @@ use chrono::Utc;
 use crate::act::{Actor, Placement};
 use crate::cli::{GlobalArgs, InitArgs, LogsArgs, RestartArgs, TargetArgs};
 use crate::config::{self, Environment, Settings};
+use crate::control::client::Endpoint;
 use crate::control::{ClientError, ControlReply, ControlRequest};
 use crate::core::{Ending, liveness};
 use crate::error::{EXIT_FAILURES, EXIT_OK, Error, Result};
@@ -379,18 +380,43 @@ const MONITOR_WAIT: Duration = crate::daemon::REPLY_TIMEOUT;
 /// or did not answer; [`Error::Config`] (exit 2) when it answered that the
 /// request is wrong (an unknown worker).
 pub fn ask_monitor(settings: &Settings, request: &ControlRequest) -> Result<Option<ControlReply>> {
-    let socket = settings.paths.dir.join(crate::daemon::CONTROL_SOCKET);
-    if !socket.exists() {
-        return Ok(None);
-    }
-    let reply = match crate::control::call(&socket, request, MONITOR_WAIT) {
-        Ok(reply) => reply,
-        Err(ClientError::NoMonitor) => return Ok(None),
-        Err(e) => {
-            return Err(Error::CannotCheck(format!(
-                "asking the monitor at {}: {e}",
-                socket.display()
-            )));
+    let (endpoint, remote) = match &settings.remote {
+        Some(endpoint) => (endpoint.clone(), true),
+        None => {
+            let socket = settings.paths.dir.join(crate::daemon::CONTROL_SOCKET);
+            if !socket.exists() {
+                return Ok(None);
+            }
+            (Endpoint::Socket(socket), false)
+        }
+    };
+    let mut confirmed: Option<String> = None;
+    let reply = loop {
+        match crate::control::client::call_endpoint(
+            &endpoint,
+            request,
+            confirmed.as_deref(),
+            MONITOR_WAIT,
+        ) {
+            Ok(reply) => break reply,
+            // --url names a monitor: none answering is an error, never a
+            // reason to act here behind its back.
+            Err(ClientError::NoMonitor) if remote => {
+                return Err(Error::CannotCheck(format!(
+                    "no monitor answers at {}",
+                    describe(&endpoint)
+                )));
+            }
+            Err(ClientError::NoMonitor) => return Ok(None),
+            Err(ClientError::Challenged(challenge)) if confirmed.is_none() => {
+                confirmed = Some(confirm(&challenge)?);
+            }
+            Err(e) => {
+                return Err(Error::CannotCheck(format!(
+                    "asking the monitor at {}: {e}",
+                    describe(&endpoint)
+                )));
+            }
         }
     };
     match reply.status {
@@ -403,6 +429,46 @@ pub fn ask_monitor(settings: &Settings, request: &ControlRequest) -> Result<Opti
             "the monitor answered {code}: {}",
             reply.error_message().unwrap_or("no reason given")
         ))),
+    }
+}
+
+fn describe(endpoint: &Endpoint) -> String {
+    match endpoint {
+        Endpoint::Socket(p) => p.display().to_string(),
+        Endpoint::Url { authority, .. } => format!("http://{authority}"),
+    }
+}
+
+/// Answers a confirmation challenge: asks the person on the terminal, and
+/// returns the challenge's id when they say yes.
+///
+/// Errors ([`Error::CannotCheck`]): no terminal to ask, or they said no.
+fn confirm(challenge: &ControlReply) -> Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let c = &challenge.body["challenge"];
+    let (id, method, path) = (
+        c["id"].as_str().unwrap_or_default().to_string(),
+        c["method"].as_str().unwrap_or("?"),
+        c["path"].as_str().unwrap_or("?"),
+    );
+    let stdin = std::io::stdin();
+    if id.is_empty() || !stdin.is_terminal() {
+        return Err(Error::CannotCheck(format!(
+            "the monitor asks for a confirmation of {method} {path}, and there is no terminal \
+             to ask: name a trusted caller (PIDWATCH_CALLER_ID, with --token-file), or run \
+             this on a terminal"
+        )));
+    }
+    eprint!("pidwatch: the monitor asks you to confirm {method} {path} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = stdin.lock().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(id)
+    } else {
+        Err(Error::CannotCheck(format!(
+            "{method} {path}: not confirmed"
+        )))
     }
 }
 
@@ -430,6 +496,11 @@ fn selected(
     args: &TargetArgs,
     env: &Environment,
 ) -> Result<(Settings, BTreeSet<String>)> {
+    if global.url.is_some() {
+        let settings = remote_settings(global, env)?;
+        let ids = remote_targets(&settings, args)?;
+        return Ok((settings, ids));
+    }
     let settings = program_settings(global, env)?;
     let file = settings
         .programs
@@ -437,6 +508,55 @@ fn selected(
         .ok_or_else(|| no_config_error(global))?;
     let ids = targets(&file, args)?;
     Ok((settings, ids))
+}
+
+/// The settings of a command that asks the monitor at `--url`: no config
+/// file is needed here.
+///
+/// Errors: as [`config::resolve`].
+fn remote_settings(global: &GlobalArgs, env: &Environment) -> Result<Settings> {
+    config::resolve(global, &RestartArgs::default(), env)
+}
+
+/// The worker ids `args` names among those the monitor at `--url` has
+/// (its status): every one (`--all`), or each name's instances and each
+/// instance id.
+///
+/// Errors: the monitor cannot be asked (exit 3); a name it has no worker
+/// of (exit 2).
+fn remote_targets(settings: &Settings, args: &TargetArgs) -> Result<BTreeSet<String>> {
+    let reply = ask_monitor(settings, &ControlRequest::Status)?
+        .ok_or_else(|| Error::CannotCheck("no monitor answers".into()))?;
+    let known: Vec<String> = reply.body["workers"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .filter_map(|w| w["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if args.all {
+        return Ok(known.into_iter().collect());
+    }
+    let mut ids = BTreeSet::new();
+    let mut unknown = Vec::new();
+    for name in &args.workers {
+        let found: Vec<&String> = known
+            .iter()
+            .filter(|id| *id == name || id.split('@').next() == Some(name.as_str()))
+            .collect();
+        if found.is_empty() {
+            unknown.push(quote(name));
+        }
+        ids.extend(found.into_iter().cloned());
+    }
+    if !unknown.is_empty() {
+        return Err(Error::Config(format!(
+            "the monitor has no worker {}",
+            unknown.join(", ")
+        )));
+    }
+    Ok(ids)
 }
 
 /// What a selection of worker ids asks of the monitor.
@@ -523,7 +643,11 @@ pub fn restart(global: &GlobalArgs, args: &TargetArgs, env: &Environment) -> Res
 /// Errors: no monitor runs (exit 3, said as such); the monitor refused
 /// (the rate limit: exit 3 with its reason); as [`start`].
 pub fn heal(global: &GlobalArgs, args: &crate::cli::HealArgs, env: &Environment) -> Result<i32> {
-    let settings = program_settings(global, env)?;
+    let settings = if global.url.is_some() {
+        remote_settings(global, env)?
+    } else {
+        program_settings(global, env)?
+    };
     let request = ControlRequest::Heal {
         mode: if args.plan {
             crate::control::api::HealMode::Plan

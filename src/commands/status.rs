@@ -59,6 +59,21 @@ struct Frame {
 
 fn status_frame(global: &GlobalArgs, args: &StatusArgs, env: &Environment) -> Result<Frame> {
     let settings = super::settings(global, env, args.max_restarts)?;
+    // --url: the monitor there is asked, whatever is here.
+    if settings.remote.is_some()
+        && let Some(reply) = super::programs::ask_monitor(&settings, &ControlRequest::Status)?
+    {
+        let (report, code) = monitor_report(reply.body)?;
+        return Ok(Frame {
+            text: crate::commands::check::report_text(&settings, &report),
+            warnings: if settings.output.quiet {
+                Vec::new()
+            } else {
+                report.warnings
+            },
+            code,
+        });
+    }
     let Some((report, code)) = current_report(&settings)? else {
         return Ok(Frame {
             text: crate::commands::check::nothing_to_watch_text(&settings),

@@ -404,3 +404,72 @@ fn a_workers_log_streams_as_server_sent_events() {
     let doc: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["lines"], serde_json::json!(["tick", "tick"]));
 }
+
+#[test]
+fn the_cli_reaches_a_monitor_by_url_with_a_token_and_says_when_none_answers() {
+    let p = Programs::new("");
+    let token = p.path().join("api.token");
+    fs::write(&token, "url-token-0123456789\n").unwrap();
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+    p.write_config(
+        "[api]\ntoken_file = \"api.token\"\ntrusted_callers = [\"ops\"]\n\
+         [worker.w]\ncommand = [\"sleep\", \"1086\"]\ninstances = 2\n",
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _monitor = Monitor::spawn(
+        p.pidwatch(&["run", "--listen", &addr]),
+        &p.path().join("monitor.out"),
+    );
+    wait_for("both running", LIMIT, || {
+        p.live_pid("w@1").is_some() && p.live_pid("w@2").is_some()
+    });
+    let url = format!("http://{addr}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str], caller: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
+        cmd.current_dir(elsewhere.path())
+            .env("HOME", elsewhere.path())
+            .env_remove("PIDWATCH_CONFIG")
+            .env_remove("PIDWATCH_CALLER_ID")
+            .args(["--url", &url, "--token-file", &token.display().to_string()])
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        if let Some(caller) = caller {
+            cmd.env("PIDWATCH_CALLER_ID", caller);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // No config here: the status is the monitor's.
+    let (code, out, err) = cli(&["status", "--json"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("w@2"), "{out}");
+    // An untrusted change with no terminal to confirm on: refused, said.
+    let (code, _, err) = cli(&["stop", "w@1"], None);
+    assert_eq!(code, Some(3));
+    assert!(err.contains("confirmation"), "{err}");
+    assert!(p.live_pid("w@1").is_some());
+    // The trusted caller: done, by name for both instances.
+    let (code, out, err) = cli(&["stop", "w"], Some("ops"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("w@1:") && out.contains("w@2:"), "{out}");
+    assert!(p.live_pid("w@1").is_none() && p.live_pid("w@2").is_none());
+    // Nobody at the URL: said, exit 3, nothing done here.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pidwatch"))
+        .current_dir(elsewhere.path())
+        .args(["--url", &dead, "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no monitor answers at"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
