@@ -633,6 +633,8 @@ mod tests {
             ],
             summary: Summary::default(),
             warnings: Vec::new(),
+            auto_heal: None,
+            last_heal: None,
         }
     }
 

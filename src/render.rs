@@ -237,6 +237,14 @@ pub struct Report {
     pub summary: Summary,
     /// Warnings met (also printed on stderr).
     pub warnings: Vec<String>,
+    /// A monitor's self-heal summary (`autoHeal`: status, failing,
+    /// lastError, recommendedAction), when a monitor made the report.
+    #[serde(rename = "autoHeal", default, skip_serializing_if = "Option::is_none")]
+    pub auto_heal: Option<serde_json::Value>,
+    /// The last heal the monitor carried out (`lastHeal`: at, caller,
+    /// severity, actions, selfTest), when one did since it started.
+    #[serde(rename = "lastHeal", default, skip_serializing_if = "Option::is_none")]
+    pub last_heal: Option<serde_json::Value>,
 }
 
 /// The initiative in the JSON document.
@@ -280,6 +288,8 @@ impl Report {
             workers,
             summary: Summary::of(decision),
             warnings,
+            auto_heal: None,
+            last_heal: None,
         }
     }
 
@@ -410,6 +420,25 @@ impl Report {
         }
         out.push_str(&self.summary.line());
         out.push('\n');
+        if let Some(heal) = &self.last_heal {
+            let field = |k: &str| heal.get(k).and_then(|v| v.as_str()).unwrap_or("-");
+            let actions = heal
+                .get("actions")
+                .and_then(|a| a.as_array())
+                .map_or(0, Vec::len);
+            let test = heal
+                .get("selfTest")
+                .and_then(|t| t.get("outcome"))
+                .and_then(|o| o.as_str())
+                .unwrap_or("none");
+            out.push_str(&crate::store::monitor_log::one_line(&format!(
+                "Last heal: {} by {} ({} step(s), self-test {test})",
+                field("at"),
+                field("caller"),
+                actions
+            )));
+            out.push('\n');
+        }
         out
     }
 }
@@ -475,6 +504,8 @@ mod tests {
                 ..Summary::default()
             },
             warnings: vec!["a warning".into()],
+            auto_heal: None,
+            last_heal: None,
         }
     }
 

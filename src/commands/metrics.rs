@@ -57,6 +57,8 @@ fn nothing() -> Report {
         workers: Vec::new(),
         summary: Summary::default(),
         warnings: Vec::new(),
+        auto_heal: None,
+        last_heal: None,
     }
 }
 

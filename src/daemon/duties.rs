@@ -413,20 +413,19 @@ impl Monitor {
     fn status_reply(&mut self) -> ControlReply {
         let state = self.state.as_ref();
         match crate::commands::status_report(&self.settings, &self.observer, state) {
-            Ok((report, code)) => match serde_json::to_value(&report) {
-                Ok(mut body) => {
-                    if let Some(map) = body.as_object_mut() {
-                        map.insert("exit_code".into(), code.into());
-                        map.insert("autoHeal".into(), super::heal::auto_heal(&report));
-                        map.insert(
-                            "lastHeal".into(),
-                            self.duties.last_heal.clone().unwrap_or_default(),
-                        );
+            Ok((mut report, code)) => {
+                report.auto_heal = Some(super::heal::auto_heal(&report));
+                report.last_heal = self.duties.last_heal.clone();
+                match serde_json::to_value(&report) {
+                    Ok(mut body) => {
+                        if let Some(map) = body.as_object_mut() {
+                            map.insert("exit_code".into(), code.into());
+                        }
+                        ControlReply::ok(body)
                     }
-                    ControlReply::ok(body)
+                    Err(e) => refuse(500, format!("encoding the status: {e}")),
                 }
-                Err(e) => refuse(500, format!("encoding the status: {e}")),
-            },
+            }
             Err(e) => refuse(500, e.to_string()),
         }
     }

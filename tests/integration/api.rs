@@ -336,6 +336,9 @@ fn heals_are_planned_rate_limited_one_at_a_time_and_self_tested() {
     let (_, text) = get(&base, "/workers/status", &[auth]);
     let doc: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["lastHeal"]["caller"], "ops-bot", "{doc}");
+    // And `pidwatch status`, which asks the monitor, says it.
+    let (_, table, _) = p.run(&["status"]);
+    assert!(table.contains("Last heal: ") && table.contains("by ops-bot"), "{table}");
     let heals: Vec<u64> = audit(&p)
         .iter()
         .filter(|r| r["path"] == "/workers/heal")
