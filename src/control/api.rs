@@ -136,16 +136,25 @@ impl ControlRequest {
         }
     }
 
-    /// The JSON body that carries this request, if it has one (a
-    /// [`Selection`] for start, stop and restart).
-    pub fn body(&self) -> Option<Selection> {
+    /// The JSON body that carries this request, if it has one: a
+    /// [`Selection`] for start, stop and restart; `{"mode", "reason"}` for
+    /// a heal.
+    pub fn body(&self) -> Option<serde_json::Value> {
         match self {
             ControlRequest::Start { workers, all }
             | ControlRequest::Stop { workers, all }
-            | ControlRequest::Restart { workers, all, .. } => Some(Selection {
+            | ControlRequest::Restart { workers, all, .. } => serde_json::to_value(Selection {
                 workers: workers.clone(),
                 all: *all,
-            }),
+            })
+            .ok(),
+            ControlRequest::Heal { mode, reason, .. } => {
+                let mut body = serde_json::json!({ "mode": mode });
+                if let Some(reason) = reason {
+                    body["reason"] = reason.clone().into();
+                }
+                Some(body)
+            }
             _ => None,
         }
     }

@@ -243,16 +243,14 @@ impl Monitor {
     /// a config file; logs why not when it cannot (the monitor runs on:
     /// `start` and `stop` then wait for its lock instead).
     pub(super) fn serve_control(&mut self) {
-        if self.settings.programs.is_none() {
-            return;
-        }
+        // Without a config file (the orchestrator's dir) the socket serves
+        // what reads and its own user's commands; nothing listens on TCP.
         let path = self.settings.paths.dir.join(CONTROL_SOCKET);
-        let Some(file) = self.file() else { return };
-        let api = &file.api;
+        let api = self.file().map(|f| f.api.clone()).unwrap_or_default();
         let options = ServerOptions {
             reply_timeout: REPLY_TIMEOUT,
             policy: crate::control::trust::TrustPolicy::from_config(
-                api,
+                &api,
                 nix::unistd::geteuid().as_raw(),
             ),
             challenge_ttl: api.challenge_ttl,

@@ -139,6 +139,14 @@ impl Monitor {
         reason: Option<String>,
         caller: Option<String>,
     ) {
+        if mode == HealMode::Execute && self.observer.source.programs().is_none() {
+            return pending.respond(refuse(
+                409,
+                "heals restart programs of a config file; the orchestrator's streams are \
+                 restarted by the monitor itself, under their backoff"
+                    .into(),
+            ));
+        }
         let state = self.state.as_ref();
         let report = match crate::commands::status_report(&self.settings, &self.observer, state) {
             Ok((report, _)) => report,

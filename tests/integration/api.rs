@@ -338,7 +338,10 @@ fn heals_are_planned_rate_limited_one_at_a_time_and_self_tested() {
     assert_eq!(doc["lastHeal"]["caller"], "ops-bot", "{doc}");
     // And `pidwatch status`, which asks the monitor, says it.
     let (_, table, _) = p.run(&["status"]);
-    assert!(table.contains("Last heal: ") && table.contains("by ops-bot"), "{table}");
+    assert!(
+        table.contains("Last heal: ") && table.contains("by ops-bot"),
+        "{table}"
+    );
     let heals: Vec<u64> = audit(&p)
         .iter()
         .filter(|r| r["path"] == "/workers/heal")
@@ -475,4 +478,69 @@ fn the_cli_reaches_a_monitor_by_url_with_a_token_and_says_when_none_answers() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn an_orchestrator_monitor_serves_reads_and_refuses_heals_it_cannot_do() {
+    use pidwatch::control::{ControlRequest, api::HealMode, client};
+    let mut fx = crate::util::Fixture::new();
+    fx.task("S", "in_progress", &[]);
+    fx.start_worker("S", "sleep 1087");
+    let _monitor = fx.monitor(&["--restart-delay", "0"]);
+    fx.wait_first_pass();
+    let socket = fx.dir.join("control.sock");
+    wait_for("the control socket", LIMIT, || socket.exists());
+    let mode = fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let status = client::call(&socket, &ControlRequest::Status, LIMIT).unwrap();
+    assert_eq!(status.status, 200, "{:?}", status.body);
+    assert_eq!(status.body["workers"][0]["id"], "S");
+    assert_eq!(status.body["autoHeal"]["status"], "ok");
+    let heal = ControlRequest::Heal {
+        mode: HealMode::Execute,
+        reason: None,
+        caller: None,
+    };
+    let refused = client::call(&socket, &heal, LIMIT).unwrap();
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+}
+
+#[test]
+fn pidwatch_heal_plans_and_executes_through_the_socket() {
+    let p = Programs::new(
+        "[worker.w]\ncommand = [\"sleep\", \"1088\"]\n\
+         [worker.bad]\ncommand = \"echo ran >> runs; exit 3\"\nrestart_delay = \"1h\"\nmax_restarts = 5\n",
+    );
+    let _monitor = Monitor::spawn(p.pidwatch(&["run"]), &p.path().join("monitor.out"));
+    let runs = || {
+        fs::read_to_string(p.path().join("runs"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // Its first restart is at once; the next an hour away.
+    wait_for("bad dead, its next restart an hour away", LIMIT, || {
+        runs() == 2 && p.verdict("bad") == "dead"
+    });
+    let (code, out, err) = p.run(&["heal", "--plan"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("restart bad: dead"), "{out}");
+    assert_eq!(runs(), 2, "a plan changes nothing");
+    // Executed: bad restarted at once (it fails again: exit 1, said).
+    let (code, out, err) = p.run(&["heal", "--reason", "test"]);
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(
+        out.contains("restart bad: dead") && out.contains(" -> "),
+        "{out}"
+    );
+    assert_eq!(runs(), 3, "restarted once, not waiting for its backoff");
+    // Counted against its cap.
+    let status = p.status();
+    let bad = crate::util::worker(&status, "bad");
+    assert!(bad["attempts"].as_u64().unwrap_or(0) >= 1, "{bad}");
+    // No monitor: said.
+    drop(_monitor);
+    let (code, _, err) = p.run(&["heal"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("no monitor runs"), "{err}");
 }
