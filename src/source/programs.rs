@@ -44,8 +44,10 @@ pub struct Programs {
     log_dir: PathBuf,
     /// Each worker's place in `file.workers`, by id.
     index: BTreeMap<String, usize>,
-    /// `match` of each worker, compiled.
-    matches: BTreeMap<String, regex::Regex>,
+    /// `match` of each worker, compiled once per distinct pattern (the
+    /// instances of a program share theirs: a compiled regex takes some
+    /// kilobytes, a thousand instances megabytes).
+    matches: BTreeMap<String, Arc<regex::Regex>>,
     /// Readiness and health, as the probes found them.
     pub probes: RefCell<BTreeMap<String, ProbeState>>,
 }
@@ -54,6 +56,7 @@ impl Programs {
     /// The source of `file`'s workers, with its state under the state dir
     /// that `paths` resolved (`paths.pid_dir`, `paths.log_dir`).
     pub fn new(file: Arc<ConfigFile>, paths: &Paths) -> Programs {
+        let mut compiled: BTreeMap<String, Option<Arc<regex::Regex>>> = BTreeMap::new();
         let matches = file
             .workers
             .iter()
@@ -62,7 +65,11 @@ impl Programs {
                     Some(adopt) => adopt.matches.clone(),
                     None => regex::escape(&w.command.program_name()),
                 };
-                Some((w.id.clone(), regex::Regex::new(&pattern).ok()?))
+                let regex = compiled
+                    .entry(pattern)
+                    .or_insert_with_key(|p| regex::Regex::new(p).ok().map(Arc::new))
+                    .clone()?;
+                Some((w.id.clone(), regex))
             })
             .collect();
         let index = file
@@ -120,18 +127,17 @@ impl WorkerSource for Programs {
     }
 
     fn read(&self, only: Option<&BTreeSet<String>>) -> Result<SourceReading> {
-        let graph: BTreeMap<String, BTreeSet<String>> = self
-            .file
-            .workers
-            .iter()
-            .map(|w| (w.id.clone(), w.depends_on.clone()))
-            .collect();
-        let scope = only.map(|ids| super::dependency_closure(&graph, ids));
-        let workers = self
-            .file
-            .workers
-            .iter()
-            .filter(|w| scope.as_ref().is_none_or(|s| s.contains(&w.id)))
+        // A scoped read (an event pass) looks up its workers and what they
+        // depend on by id: its cost does not grow with the other workers.
+        let specs: Vec<&ProgramSpec> = match only {
+            Some(ids) => super::closure_by(ids, |id| self.spec(id).map(|s| &s.depends_on))
+                .iter()
+                .filter_map(|id| self.spec(id))
+                .collect(),
+            None => self.file.workers.iter().collect(),
+        };
+        let workers = specs
+            .into_iter()
             .map(|w| {
                 (
                     w.id.clone(),
