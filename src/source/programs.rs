@@ -288,7 +288,8 @@ impl WorkerSource for Programs {
         };
         let Some(adopt) = &spec.adopt else {
             let path = self.own_pidfile(worker);
-            return match crate::store::safe_fs::write_atomically(
+            // Not fsync'd: it names a process of this boot (see the function).
+            return match crate::store::safe_fs::write_atomically_unsynced(
                 &path,
                 format!("{child}\n").as_bytes(),
                 0o644,
@@ -357,7 +358,8 @@ impl WorkerSource for Programs {
         }
         let path = self.exit_file(worker);
         let text = exit_file_text(incarnation, child, status, chrono::Utc::now());
-        let _ = crate::store::safe_fs::write_atomically(&path, text.as_bytes(), 0o644);
+        // Not fsync'd: it ends an incarnation of this boot (see the function).
+        let _ = crate::store::safe_fs::write_atomically_unsynced(&path, text.as_bytes(), 0o644);
     }
 }
 
