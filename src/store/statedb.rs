@@ -9,6 +9,7 @@
 //! well in the `sqlite3` shell. Neither the DB nor its side files are ever
 //! followed through a symlink ([`refuse_symlinks`], `SQLITE_OPEN_NOFOLLOW`).
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -179,7 +180,20 @@ pub struct StateDb {
     /// The schema version of the file: an old file opened by a reading
     /// command is read as it is, not migrated.
     version: i64,
+    /// When the caller checkpoints the WAL itself
+    /// ([`StateDb::defer_checkpoints`]): the connection's count of changed
+    /// rows at the last checkpoint.
+    checkpointed_at: Cell<Option<u64>>,
 }
+
+/// SQLite's own checkpoint, once a monitor takes them over: a backstop for
+/// a monitor that is never idle (SQLite's default is 1,000 pages).
+const BACKSTOP_AUTOCHECKPOINT: i64 = 4000;
+
+/// Rows changed since the last checkpoint that make one due at the next
+/// idle moment: about what fills SQLite's default 1,000 pages of WAL (a
+/// restart changes some ten rows and writes some 25 pages).
+const CHECKPOINT_AFTER_CHANGES: u64 = 300;
 
 /// The files SQLite keeps next to a database, by suffix.
 const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
@@ -321,7 +335,47 @@ impl StateDb {
             conn,
             path: path.to_path_buf(),
             version: SCHEMA_VERSION,
+            checkpointed_at: Cell::new(None),
         })
+    }
+
+    /// Leaves the WAL's checkpoints to [`StateDb::checkpoint_if_due`], for
+    /// the monitor to call when nothing waits. SQLite otherwise checkpoints
+    /// in the commit that fills 1,000 pages of WAL (an fsync of the WAL,
+    /// the pages copied into the DB, an fsync of the DB: milliseconds), and
+    /// that commit is an event pass's, between a death and the restart.
+    /// A crash of pidwatch loses no commit either way; a power cut may lose
+    /// the commits since the last checkpoint (`synchronous=NORMAL`), which
+    /// comes after about as many of them as before, when the monitor is
+    /// idle, or from SQLite itself past [`BACKSTOP_AUTOCHECKPOINT`] pages.
+    ///
+    /// Errors: the pragma fails.
+    pub fn defer_checkpoints(&self) -> Result<()> {
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", BACKSTOP_AUTOCHECKPOINT)
+            .map_err(|e| self.fail(e))?;
+        self.checkpointed_at.set(Some(self.conn.total_changes()));
+        Ok(())
+    }
+
+    /// Checkpoints the WAL (`PRAGMA wal_checkpoint(PASSIVE)`: it waits for
+    /// no reader or writer) when checkpoints were deferred and enough rows
+    /// changed since the last one. Returns whether it ran.
+    ///
+    /// Errors: the checkpoint fails.
+    pub fn checkpoint_if_due(&self) -> Result<bool> {
+        let Some(at) = self.checkpointed_at.get() else {
+            return Ok(false);
+        };
+        let now = self.conn.total_changes();
+        if now.saturating_sub(at) < CHECKPOINT_AFTER_CHANGES {
+            return Ok(false);
+        }
+        self.checkpointed_at.set(Some(now));
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(|e| self.fail(e))?;
+        Ok(true)
     }
 
     fn fail(&self, e: rusqlite::Error) -> Error {
@@ -1037,6 +1091,36 @@ mod tests {
         assert_eq!(db.records("i", Some(&only)).unwrap(), records);
         let one: BTreeSet<String> = ["a".to_string()].into();
         assert_eq!(db.records("i", Some(&one)).unwrap()["a"].attempts, 2);
+    }
+
+    #[test]
+    fn deferred_checkpoints_run_when_due() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&tmp.path().join("pidwatch.db")).unwrap();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let event = || NewEvent {
+            worker: Some("w"),
+            ..NewEvent::default()
+        };
+        // Not deferred: SQLite's own, never this one.
+        db.journal(at, Some("i"), EventKind::Started, event())
+            .unwrap();
+        assert!(!db.checkpoint_if_due().unwrap());
+        db.defer_checkpoints().unwrap();
+        let changes = CHECKPOINT_AFTER_CHANGES as usize;
+        for _ in 1..changes {
+            db.journal(at, Some("i"), EventKind::Started, event())
+                .unwrap();
+        }
+        assert!(!db.checkpoint_if_due().unwrap(), "one change short");
+        db.journal(at, Some("i"), EventKind::Started, event())
+            .unwrap();
+        assert!(db.checkpoint_if_due().unwrap());
+        assert!(!db.checkpoint_if_due().unwrap(), "nothing changed since");
+        assert_eq!(
+            db.history(Some("i"), None, 10_000).unwrap().len(),
+            changes + 1
+        );
     }
 
     #[test]
