@@ -448,11 +448,11 @@ impl Monitor {
                     self.watches.remove(&self.epoll, &id);
                     self.verdicts.remove(&id);
                 }
-                self.workers = result.workers.clone();
+                self.workers = std::mem::take(&mut result.workers);
                 self.next_due = result.decision.next_due;
             }
             Some(_) => {
-                self.workers.extend(result.workers.clone());
+                self.workers.append(&mut result.workers);
                 if let Some(due) = result.decision.next_due {
                     self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
                 }
