@@ -309,6 +309,9 @@ impl Monitor {
         } else {
             StateDb::open_existing(&settings.paths.state_db)?
         };
+        if let Some(state) = &state {
+            state.defer_checkpoints()?;
+        }
         let (placement, placement_line) = if settings.policy.auto_restart && !settings.spawn.dry_run
         {
             Placement::choose(settings.spawn.containment).map_err(Error::Config)?
@@ -491,11 +494,11 @@ impl Monitor {
                     self.watches.remove(&self.epoll, &id);
                     self.verdicts.remove(&id);
                 }
-                self.workers = result.workers.clone();
+                self.workers = std::mem::take(&mut result.workers);
                 self.next_due = result.decision.next_due;
             }
             Some(_) => {
-                self.workers.extend(result.workers.clone());
+                self.workers.append(&mut result.workers);
                 if let Some(due) = result.decision.next_due {
                     self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
                 }
@@ -999,6 +1002,14 @@ impl Monitor {
             // Children last: while a wrapper of ours is an unreaped zombie, its
             // PID cannot be reused, so its survivors were safe to stop above.
             self.reap();
+            // The WAL's checkpoint when nothing waits, not in an event
+            // pass's commit (StateDb::defer_checkpoints).
+            if self.retry.is_empty()
+                && let Some(state) = &self.state
+                && let Err(e) = state.checkpoint_if_due()
+            {
+                crate::output::print_stderr(&format!("pidwatch: {e}"));
+            }
             if reload {
                 self.notifier.ready(&self.status_line());
             }

@@ -203,11 +203,21 @@ pub fn dependency_closure(
     workers: &BTreeMap<String, BTreeSet<String>>,
     ids: &BTreeSet<String>,
 ) -> BTreeSet<String> {
+    closure_by(ids, |id| workers.get(id))
+}
+
+/// `ids` and every worker they depend on, directly or not, where
+/// `dependencies` gives a worker's own (`None`: no such worker): walks only
+/// the workers reached, whatever the number of others.
+pub fn closure_by<'a>(
+    ids: &'a BTreeSet<String>,
+    dependencies: impl Fn(&str) -> Option<&'a BTreeSet<String>>,
+) -> BTreeSet<String> {
     let mut closure = BTreeSet::new();
     let mut todo: Vec<&str> = ids.iter().map(String::as_str).collect();
     while let Some(id) = todo.pop() {
         if closure.insert(id.to_string())
-            && let Some(deps) = workers.get(id)
+            && let Some(deps) = dependencies(id)
         {
             todo.extend(deps.iter().map(String::as_str));
         }

@@ -50,8 +50,10 @@ pub struct Programs {
     log_dir: PathBuf,
     /// Each worker's place in `file.workers`, by id.
     index: BTreeMap<String, usize>,
-    /// `match` of each worker, compiled.
-    matches: BTreeMap<String, regex::Regex>,
+    /// `match` of each worker, compiled once per distinct pattern (the
+    /// instances of a program share theirs: a compiled regex takes some
+    /// kilobytes, a thousand instances megabytes).
+    matches: BTreeMap<String, Arc<regex::Regex>>,
     /// Readiness, health and starts asked for, by worker id.
     pub runtime: RefCell<BTreeMap<String, Runtime>>,
 }
@@ -60,6 +62,7 @@ impl Programs {
     /// The source of `file`'s workers, with its state under the state dir
     /// that `paths` resolved (`paths.pid_dir`, `paths.log_dir`).
     pub fn new(file: Arc<ConfigFile>, paths: &Paths) -> Programs {
+        let mut compiled: BTreeMap<String, Option<Arc<regex::Regex>>> = BTreeMap::new();
         let matches = file
             .workers
             .iter()
@@ -68,7 +71,11 @@ impl Programs {
                     Some(adopt) => adopt.matches.clone(),
                     None => regex::escape(&w.command.program_name()),
                 };
-                Some((w.id.clone(), regex::Regex::new(&pattern).ok()?))
+                let regex = compiled
+                    .entry(pattern)
+                    .or_insert_with_key(|p| regex::Regex::new(p).ok().map(Arc::new))
+                    .clone()?;
+                Some((w.id.clone(), regex))
             })
             .collect();
         let index = file
@@ -130,18 +137,17 @@ impl WorkerSource for Programs {
     }
 
     fn read(&self, only: Option<&BTreeSet<String>>) -> Result<SourceReading> {
-        let graph: BTreeMap<String, BTreeSet<String>> = self
-            .file
-            .workers
-            .iter()
-            .map(|w| (w.id.clone(), w.depends_on.clone()))
-            .collect();
-        let scope = only.map(|ids| super::dependency_closure(&graph, ids));
-        let workers = self
-            .file
-            .workers
-            .iter()
-            .filter(|w| scope.as_ref().is_none_or(|s| s.contains(&w.id)))
+        // A scoped read (an event pass) looks up its workers and what they
+        // depend on by id: its cost does not grow with the other workers.
+        let specs: Vec<&ProgramSpec> = match only {
+            Some(ids) => super::closure_by(ids, |id| self.spec(id).map(|s| &s.depends_on))
+                .iter()
+                .filter_map(|id| self.spec(id))
+                .collect(),
+            None => self.file.workers.iter().collect(),
+        };
+        let workers = specs
+            .into_iter()
             .map(|w| {
                 (
                     w.id.clone(),
@@ -308,7 +314,8 @@ impl WorkerSource for Programs {
         };
         let Some(adopt) = &spec.adopt else {
             let path = self.own_pidfile(worker);
-            return match crate::store::safe_fs::write_atomically(
+            // Not fsync'd: it names a process of this boot (see the function).
+            return match crate::store::safe_fs::write_atomically_unsynced(
                 &path,
                 format!("{child}\n").as_bytes(),
                 0o644,
@@ -377,7 +384,8 @@ impl WorkerSource for Programs {
         }
         let path = self.exit_file(worker);
         let text = exit_file_text(incarnation, child, status, chrono::Utc::now());
-        let _ = crate::store::safe_fs::write_atomically(&path, text.as_bytes(), 0o644);
+        // Not fsync'd: it ends an incarnation of this boot (see the function).
+        let _ = crate::store::safe_fs::write_atomically_unsynced(&path, text.as_bytes(), 0o644);
     }
 }
 

@@ -171,6 +171,28 @@ pub fn open_regular_nofollow(options: &mut OpenOptions, path: &Path) -> io::Resu
 /// as it is); the OS error when the folder or temp file cannot be created,
 /// written or renamed (the temp file is removed then).
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, bytes, mode, true)
+}
+
+/// [`write_atomically`] without the fsync, for a file whose content matters
+/// only in the boot that wrote it: a program's PID file and exit file,
+/// which name processes of this boot and are read as such (an exit file
+/// counts for an incarnation of this boot, or when written since boot; a
+/// PID file proves a process only when that process started before the
+/// file was written). A crash of pidwatch loses nothing (the kernel keeps
+/// the written pages); a crash of the kernel that loses them ends every
+/// process they name too, and what it leaves (the old content, an empty or
+/// missing file) reads as a stale file of an earlier boot. Readers still
+/// see the old content or the whole new one. The fsync cost a millisecond
+/// a start (more on a busy disk), a second for a thousand programs.
+///
+/// Errors: as [`write_atomically`].
+pub fn write_atomically_unsynced(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, bytes, mode, false)
+}
+
+/// [`write_atomically`], with the fsync before the rename when `sync`.
+fn replace(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -179,7 +201,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
     refuse_symlink(path)?;
     let mut tmp = temp_beside(path, dir, mode)?;
     tmp.as_file_mut().write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
     // rename(2) replaces whatever is at `path` (even a symlink planted since
     // the check above) and never writes through it.
     tmp.persist(path).map_err(|e| e.error)?;
@@ -287,7 +311,13 @@ mod tests {
         let link = tmp.path().join("link.pid");
         symlink(&victim, &link).unwrap();
         assert_refused(write_atomically(&link, b"42\n", 0o644).unwrap_err(), &link);
+        assert_refused(
+            write_atomically_unsynced(&link, b"42\n", 0o644).unwrap_err(),
+            &link,
+        );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
         assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        write_atomically_unsynced(&path, b"7\n", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "7\n");
     }
 }

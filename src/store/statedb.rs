@@ -9,6 +9,7 @@
 //! well in the `sqlite3` shell. Neither the DB nor its side files are ever
 //! followed through a symlink ([`refuse_symlinks`], `SQLITE_OPEN_NOFOLLOW`).
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,10 @@ use crate::store::safe_fs;
 pub const SCHEMA_VERSION: i64 = 3;
 
 const KIND: &str = "state DB";
+
+/// The page cache of a connection, as `PRAGMA cache_size` takes it: a
+/// negative number is KiB (512 KiB, 128 pages of 4 KiB).
+const CACHE_KIB: i64 = -512;
 
 /// Schema version 1. Kept verbatim: a fixture of it is loaded by the tests.
 pub const SCHEMA_V1: &str = "
@@ -198,7 +203,20 @@ pub struct StateDb {
     /// The schema version of the file: an old file opened by a reading
     /// command is read as it is, not migrated.
     version: i64,
+    /// When the caller checkpoints the WAL itself
+    /// ([`StateDb::defer_checkpoints`]): the connection's count of changed
+    /// rows at the last checkpoint.
+    checkpointed_at: Cell<Option<u64>>,
 }
+
+/// SQLite's own checkpoint, once a monitor takes them over: a backstop for
+/// a monitor that is never idle (SQLite's default is 1,000 pages).
+const BACKSTOP_AUTOCHECKPOINT: i64 = 4000;
+
+/// Rows changed since the last checkpoint that make one due at the next
+/// idle moment: about what fills SQLite's default 1,000 pages of WAL (a
+/// restart changes some ten rows and writes some 25 pages).
+const CHECKPOINT_AFTER_CHANGES: u64 = 300;
 
 /// The files SQLite keeps next to a database, by suffix.
 const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
@@ -329,11 +347,58 @@ impl StateDb {
             .map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(fail)?;
+        // SQLite's default page cache is 2 MiB a connection, which the
+        // monitor filled at a thousand workers (most of its heap). What a
+        // pass touches again and again is a few pages (the keys' paths, the
+        // journal's last leaf); a sweep's reads of every worker's rows come
+        // from the kernel's page cache at a few microseconds a page.
+        conn.pragma_update(None, "cache_size", CACHE_KIB)
+            .map_err(fail)?;
         Ok(StateDb {
             conn,
             path: path.to_path_buf(),
             version: SCHEMA_VERSION,
+            checkpointed_at: Cell::new(None),
         })
+    }
+
+    /// Leaves the WAL's checkpoints to [`StateDb::checkpoint_if_due`], for
+    /// the monitor to call when nothing waits. SQLite otherwise checkpoints
+    /// in the commit that fills 1,000 pages of WAL (an fsync of the WAL,
+    /// the pages copied into the DB, an fsync of the DB: milliseconds), and
+    /// that commit is an event pass's, between a death and the restart.
+    /// A crash of pidwatch loses no commit either way; a power cut may lose
+    /// the commits since the last checkpoint (`synchronous=NORMAL`), which
+    /// comes after about as many of them as before, when the monitor is
+    /// idle, or from SQLite itself past [`BACKSTOP_AUTOCHECKPOINT`] pages.
+    ///
+    /// Errors: the pragma fails.
+    pub fn defer_checkpoints(&self) -> Result<()> {
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", BACKSTOP_AUTOCHECKPOINT)
+            .map_err(|e| self.fail(e))?;
+        self.checkpointed_at.set(Some(self.conn.total_changes()));
+        Ok(())
+    }
+
+    /// Checkpoints the WAL (`PRAGMA wal_checkpoint(PASSIVE)`: it waits for
+    /// no reader or writer) when checkpoints were deferred and enough rows
+    /// changed since the last one. Returns whether it ran.
+    ///
+    /// Errors: the checkpoint fails.
+    pub fn checkpoint_if_due(&self) -> Result<bool> {
+        let Some(at) = self.checkpointed_at.get() else {
+            return Ok(false);
+        };
+        let now = self.conn.total_changes();
+        if now.saturating_sub(at) < CHECKPOINT_AFTER_CHANGES {
+            return Ok(false);
+        }
+        self.checkpointed_at.set(Some(now));
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(|e| self.fail(e))?;
+        Ok(true)
     }
 
     fn fail(&self, e: rusqlite::Error) -> Error {
@@ -396,13 +461,20 @@ impl StateDb {
         initiative: &str,
         worker: Option<&str>,
     ) -> Result<BTreeMap<String, RestartRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        // Two statements, not `?2 IS NULL OR worker = ?2`: with the OR,
+        // SQLite searches the key by initiative only, and one worker's
+        // record would cost a scan of every worker's.
+        let sql = match worker {
+            None => {
                 "SELECT worker, attempts, last_attempt_at, given_up_at, last_verdict \
-                 FROM workers WHERE initiative = ?1 AND (?2 IS NULL OR worker = ?2)",
-            )
-            .map_err(|e| self.fail(e))?;
+                 FROM workers WHERE initiative = ?1 AND ?2 IS NULL"
+            }
+            Some(_) => {
+                "SELECT worker, attempts, last_attempt_at, given_up_at, last_verdict \
+                 FROM workers WHERE initiative = ?1 AND worker = ?2"
+            }
+        };
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.fail(e))?;
         let rows = stmt
             .query_map(params![initiative, worker], |row| {
                 Ok((
@@ -747,6 +819,10 @@ impl StateDb {
     /// The current incarnation of each worker of `initiative` (all, or those
     /// in `only`): the newest recorded, when it belongs to boot `boot_id`
     /// (an incarnation of an earlier boot has no process left).
+    ///
+    /// The workers in `only` are looked up one by one through the
+    /// `incarnations_by_worker` index, so that an event pass over one
+    /// worker reads one row, not every incarnation ever recorded.
     pub fn current_incarnations(
         &self,
         initiative: &str,
@@ -756,58 +832,50 @@ impl StateDb {
         if self.version < 2 {
             return Ok(BTreeMap::new());
         }
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT worker, id, origin, boot_id, wrapper_pid, wrapper_start_ticks, session, \
-                 cgroup, attempt, started_at, ended_at, exit_status, signal, stopped \
-                 FROM incarnations WHERE rowid IN \
-                 (SELECT max(rowid) FROM incarnations WHERE initiative = ?1 GROUP BY worker)",
-            )
-            .map_err(|e| self.fail(e))?;
-        let rows = stmt
-            .query_map(params![initiative], |row| {
-                let wrapper = match (row.get::<_, Option<i32>>(4)?, row.get::<_, Option<i64>>(5)?) {
-                    (Some(pid), Some(ticks)) => Some(ProcessId {
-                        pid,
-                        start_ticks: ticks.max(0) as u64,
-                    }),
-                    _ => None,
-                };
-                let ending = row
-                    .get::<_, Option<String>>(10)?
-                    .as_deref()
-                    .and_then(parse_time)
-                    .map(|at| -> rusqlite::Result<Ending> {
-                        Ok(Ending {
-                            at,
-                            exit_status: row.get(11)?,
-                            signal: row.get(12)?,
-                            stopped: row.get::<_, i64>(13)? != 0,
-                        })
-                    })
-                    .transpose()?;
-                Ok((
-                    row.get::<_, String>(0)?,
-                    Incarnation {
-                        id: row.get(1)?,
-                        origin: Origin::parse(&row.get::<_, String>(2)?).unwrap_or(Origin::Adopted),
-                        boot_id: row.get(3)?,
-                        wrapper,
-                        session: row.get(6)?,
-                        cgroup: row.get(7)?,
-                        attempt: row.get(8)?,
-                        started_at: parse_time(&row.get::<_, String>(9)?).unwrap_or_default(),
-                        ending,
-                    },
-                ))
-            })
-            .map_err(|e| self.fail(e))?;
+        const COLUMNS: &str = "worker, id, origin, boot_id, wrapper_pid, wrapper_start_ticks, \
+             session, cgroup, attempt, started_at, ended_at, exit_status, signal, stopped";
         let mut all = BTreeMap::new();
-        for row in rows {
-            let (worker, inc) = row.map_err(|e| self.fail(e))?;
-            if inc.boot_id == boot_id && only.is_none_or(|ids| ids.contains(&worker)) {
+        let mut keep = |(worker, inc): (String, Incarnation)| {
+            if inc.boot_id == boot_id {
                 all.insert(worker, inc);
+            }
+        };
+        match only {
+            None => {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM incarnations WHERE rowid IN \
+                         (SELECT max(rowid) FROM incarnations WHERE initiative = ?1 \
+                         GROUP BY worker)"
+                    ))
+                    .map_err(|e| self.fail(e))?;
+                let rows = stmt
+                    .query_map(params![initiative], incarnation_row)
+                    .map_err(|e| self.fail(e))?;
+                for row in rows {
+                    keep(row.map_err(|e| self.fail(e))?);
+                }
+            }
+            Some(ids) => {
+                // The newest of a worker: the index holds (initiative,
+                // worker, rowid), walked backwards from its end.
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM incarnations \
+                         WHERE initiative = ?1 AND worker = ?2 ORDER BY rowid DESC LIMIT 1"
+                    ))
+                    .map_err(|e| self.fail(e))?;
+                for id in ids {
+                    let row = stmt
+                        .query_row(params![initiative, id], incarnation_row)
+                        .optional()
+                        .map_err(|e| self.fail(e))?;
+                    if let Some(row) = row {
+                        keep(row);
+                    }
+                }
             }
         }
         Ok(all)
@@ -1033,6 +1101,45 @@ impl StateDb {
     }
 }
 
+/// A row of `incarnations` as [`StateDb::current_incarnations`] selects
+/// it: the worker and its incarnation.
+fn incarnation_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Incarnation)> {
+    let wrapper = match (row.get::<_, Option<i32>>(4)?, row.get::<_, Option<i64>>(5)?) {
+        (Some(pid), Some(ticks)) => Some(ProcessId {
+            pid,
+            start_ticks: ticks.max(0) as u64,
+        }),
+        _ => None,
+    };
+    let ending = row
+        .get::<_, Option<String>>(10)?
+        .as_deref()
+        .and_then(parse_time)
+        .map(|at| -> rusqlite::Result<Ending> {
+            Ok(Ending {
+                at,
+                exit_status: row.get(11)?,
+                signal: row.get(12)?,
+                stopped: row.get::<_, i64>(13)? != 0,
+            })
+        })
+        .transpose()?;
+    Ok((
+        row.get::<_, String>(0)?,
+        Incarnation {
+            id: row.get(1)?,
+            origin: Origin::parse(&row.get::<_, String>(2)?).unwrap_or(Origin::Adopted),
+            boot_id: row.get(3)?,
+            wrapper,
+            session: row.get(6)?,
+            cgroup: row.get(7)?,
+            attempt: row.get(8)?,
+            started_at: parse_time(&row.get::<_, String>(9)?).unwrap_or_default(),
+            ending,
+        },
+    ))
+}
+
 /// How an incarnation ended, in words: `exit 0`, `signal TERM (a deliberate
 /// stop)`, `wrapper gone, no exit file`.
 pub fn describe_ending(ending: &Ending) -> String {
@@ -1176,6 +1283,88 @@ mod tests {
         // Opening again changes nothing.
         StateDb::open(&path).unwrap();
         assert_eq!(user_version(&path), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_scoped_read_gives_what_the_full_read_gives_for_those_workers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&tmp.path().join("pidwatch.db")).unwrap();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let inc = |id: &str, boot: &str| Incarnation {
+            id: id.into(),
+            origin: Origin::Spawned,
+            wrapper: Some(ProcessId {
+                pid: 7,
+                start_ticks: 9,
+            }),
+            boot_id: boot.into(),
+            session: None,
+            cgroup: None,
+            started_at: at,
+            attempt: Some(1),
+            ending: None,
+        };
+        // a: two incarnations, the newest current; b: the newest is of
+        // another boot; c: none; d: in another initiative.
+        for (worker, id, boot) in [
+            ("a", "a1", "boot"),
+            ("b", "b1", "boot"),
+            ("a", "a2", "boot"),
+            ("b", "b2", "old"),
+            ("d", "d1", "boot"),
+        ] {
+            let initiative = if worker == "d" { "j" } else { "i" };
+            assert!(
+                db.record_incarnation(initiative, worker, &inc(id, boot))
+                    .unwrap()
+            );
+        }
+        db.record_attempt(at, "i", "a", 2).unwrap();
+        db.record_attempt(at, "i", "b", 1).unwrap();
+        db.record_attempt(at, "j", "a", 5).unwrap();
+        let full = db.current_incarnations("i", None, "boot").unwrap();
+        assert_eq!(full.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(full["a"].id, "a2");
+        let only: BTreeSet<String> = ["a", "b", "c", "d"].map(String::from).into();
+        assert_eq!(
+            db.current_incarnations("i", Some(&only), "boot").unwrap(),
+            full
+        );
+        let records = db.records("i", None).unwrap();
+        assert_eq!(records.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(db.records("i", Some(&only)).unwrap(), records);
+        let one: BTreeSet<String> = ["a".to_string()].into();
+        assert_eq!(db.records("i", Some(&one)).unwrap()["a"].attempts, 2);
+    }
+
+    #[test]
+    fn deferred_checkpoints_run_when_due() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&tmp.path().join("pidwatch.db")).unwrap();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let event = || NewEvent {
+            worker: Some("w"),
+            ..NewEvent::default()
+        };
+        // Not deferred: SQLite's own, never this one.
+        db.journal(at, Some("i"), EventKind::Started, event())
+            .unwrap();
+        assert!(!db.checkpoint_if_due().unwrap());
+        db.defer_checkpoints().unwrap();
+        let changes = CHECKPOINT_AFTER_CHANGES as usize;
+        for _ in 1..changes {
+            db.journal(at, Some("i"), EventKind::Started, event())
+                .unwrap();
+        }
+        assert!(!db.checkpoint_if_due().unwrap(), "one change short");
+        db.journal(at, Some("i"), EventKind::Started, event())
+            .unwrap();
+        assert!(db.checkpoint_if_due().unwrap());
+        assert!(!db.checkpoint_if_due().unwrap(), "nothing changed since");
+        assert_eq!(
+            db.history(Some("i"), None, 10_000).unwrap().len(),
+            changes + 1
+        );
     }
 
     #[test]

@@ -257,7 +257,7 @@ fn heals_are_planned_rate_limited_one_at_a_time_and_self_tested() {
          heal_max = 2\nheal_window = \"1h\"\n\
          post_heal = \"touch started; while [ ! -e go ]; do sleep 0.05; done; echo fine\"\n\
          [worker.w]\ncommand = [\"sleep\", \"1083\"]\n\
-         [worker.bad]\ncommand = \"exit 3\"\nrestart_delay = \"1h\"\nmax_restarts = 5\n",
+         [worker.bad]\ncommand = \"echo ran >> runs; exit 3\"\nrestart_delay = \"1h\"\nmax_restarts = 5\n",
     );
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -268,15 +268,23 @@ fn heals_are_planned_rate_limited_one_at_a_time_and_self_tested() {
     let base = format!("http://{addr}");
     let auth = ("Authorization", "Bearer heal-token-0123456789");
     let bot = [("X-Caller-Id", "ops-bot"), auth];
+    // Its first restart is at once, the next an hour away.
+    let runs = || {
+        fs::read_to_string(p.path().join("runs"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
     wait_for("bad dead, waiting for its backoff", LIMIT, || {
-        agent()
-            .get(format!("{base}/workers/status"))
-            .header(auth.0, auth.1)
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .is_some_and(|d| d["autoHeal"]["failing"] == serde_json::json!(["bad"]))
+        runs() == 2
+            && agent()
+                .get(format!("{base}/workers/status"))
+                .header(auth.0, auth.1)
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .is_some_and(|d| d["autoHeal"]["failing"] == serde_json::json!(["bad"]))
     });
     // A plan, asked by anyone with the token: the steps, nothing done.
     let (status, body) = post(
