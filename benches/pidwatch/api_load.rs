@@ -806,11 +806,92 @@ pub(crate) fn targets(f: &ApiLoad) -> String {
                 "reached".to_string()
             } else {
                 format!(
-                    "not reached: {:.0} % of the target",
+                    "not reached: {:.1} % of the target",
                     load.rate() / TARGET_RATE * 100.0
                 )
             }
         );
+    }
+    s
+}
+
+/// For each of f's missed targets: by how much, why (from this run's
+/// numbers), and what would close it.
+pub(crate) fn analysis(f: &ApiLoad) -> String {
+    let mut s = String::new();
+    for (_, run) in &f.sizes {
+        let Ok(r) = run else { continue };
+        let n = thousands(r.workers);
+        let one = stats::median(&r.probe.times).unwrap_or_default();
+        let batch = one * CONNECTIONS as u32;
+        let capacity = 1.0 / one.as_secs_f64().max(1e-9);
+        if let (Some(l), Some(b), Some(limit)) = (
+            quantiles(&r.loaded.latencies()),
+            quantiles(&r.baseline.latencies()),
+            r.usual_limit(),
+        ) && l.p99 > limit
+        {
+            let _ = writeln!(
+                s,
+                "**f. Kill → running under the load, {n} workers: p99 {}, {} over the usual {} \
+                 ({TOLERANCE}× the p99 without load, {}); p50 {} against {}.** The monitor cannot \
+                 keep up with the load: one `GET {STATUS_PATH}` costs its loop {} (a whole \
+                 observe of every worker, its resources and its last event, then the JSON: \
+                 {:.0} KiB), so it answers at most about {capacity:.0} a second, and with \
+                 {CONNECTIONS} connections always waiting its loop did little else ({:.0} % of \
+                 a core over the kills). In one wake-up the loop answers every request waiting \
+                 before it restarts a worker whose death came in the same wake-up: up to \
+                 {CONNECTIONS} reports, {}, and a death seen while they are built waits for the \
+                 next wake-up, where more requests wait. What would close it: restarts before \
+                 requests in a wake-up; one report per wake-up, answering every request waiting \
+                 with it (and kept for a moment: many callers a second then cost one report), so \
+                 that what a restart waits for no longer grows with the callers.\n",
+                show(l.p99),
+                show(l.p99.saturating_sub(limit)),
+                show(limit),
+                show(b.p99),
+                show(l.p50),
+                show(b.p50),
+                show(one),
+                r.probe.bytes as f64 / 1024.0,
+                r.loaded.load.monitor_core_percent,
+                show(batch),
+            );
+        }
+        if !r.load.delivered() {
+            let _ = writeln!(
+                s,
+                "**f. The load, {n} workers: {:.0} answers a second of {} due ({:.1} %).** \
+                 Each report is built anew on the monitor's one loop thread ({} each without \
+                 load, about {capacity:.0} a second at most); {} requests came due that no \
+                 connection was free to send, and those sent waited for a connection first \
+                 (p50 {} from their due time, against {} from their sending). Most of a report \
+                 changes only when a worker does (its CPU and memory figures drift): served by \
+                 the API's own thread from the last report built, rebuilt on a change or at most \
+                 every so often (a second, say), {} a second would cost the HTTP server, not the \
+                 loop.\n",
+                r.load.rate(),
+                thousands(TARGET_RATE as usize),
+                r.load.rate() / TARGET_RATE * 100.0,
+                show(one),
+                thousands(r.load.unsent()),
+                quantiles(&r.load.latencies()).map_or("-".into(), |p| show(p.p50)),
+                quantiles(&r.load.service_times()).map_or("-".into(), |p| show(p.p50)),
+                thousands(TARGET_RATE as usize),
+            );
+        }
+        if r.lost() > 0 {
+            let _ = writeln!(
+                s,
+                "**f. Restarts lost, {n} workers: {} kills not followed by a new worker within \
+                 {} s, {} workers not running at the end.** See the samples \
+                 (`api-{}-load.csv`) for which.\n",
+                r.baseline.timeouts() + r.loaded.timeouts(),
+                supervisord::DEADLINE.as_secs(),
+                r.workers.saturating_sub(r.running_after),
+                r.workers,
+            );
+        }
     }
     s
 }
