@@ -57,6 +57,9 @@ pub(crate) fn section(plan: &Plan, results: &Results) -> String {
     if let Some(c) = &results.supervisord {
         s.push_str(&supervisord_analysis(c));
     }
+    if let Some(f) = &results.api {
+        s.push_str(&crate::api_load::analysis(f));
+    }
     if s.len() == before {
         s.push_str("Every target measured in this run was met.\n\n");
     }

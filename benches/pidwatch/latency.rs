@@ -27,8 +27,11 @@ const VICTIM_LIMIT: Duration = Duration::from_secs(5);
 pub(crate) struct KillPlan {
     /// Which monitor, for progress lines.
     pub(crate) label: String,
-    /// Timed kills.
+    /// Timed kills (the most, with `until`).
     pub(crate) kills: usize,
+    /// No timed kill starts once this long has passed since the first
+    /// (f kills for a time, not a count); `None`: every one of `kills`.
+    pub(crate) until: Option<Duration>,
     /// Untimed kills first (they also prove the monitor is up).
     pub(crate) warmup: usize,
     /// The shortest pause between a respawn and the next kill.
@@ -107,9 +110,14 @@ pub(crate) fn kill_loop(
     let started = Instant::now();
     procs::wait_for_quiet(procs::QUIET_LIMIT, reaper)?;
     let mut sample = CpuSample::now(monitor.pid);
+    let mut timed = Instant::now();
     for i in 0..plan.warmup + plan.kills {
         if i == plan.warmup {
             sample = CpuSample::now(monitor.pid);
+            timed = Instant::now();
+        }
+        if i > plan.warmup && plan.until.is_some_and(|d| timed.elapsed() >= d) {
+            break;
         }
         let (worker, old) = pick_victim(orch, reaper, &mut rng)?;
         let contained = procs::in_other_cgroup(old);

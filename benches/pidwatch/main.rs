@@ -16,13 +16,16 @@
 //! - **e. pidwatch and supervisord**: pidwatch's config-file mode
 //!   (`pidwatch --config <toml> run`) and supervisord, each alone over the
 //!   same 1,000 `sleep` workers it starts itself: start to all running,
-//!   kill to a new one running, the supervisor's RSS and idle CPU.
+//!   kill to a new one running, the supervisor's RSS and idle CPU;
+//! - **f. the control API under load**: 1,000 `GET /workers/status` a
+//!   second on pidwatch's control socket while its workers are killed, and
+//!   the same kills without load (`api_load.rs`).
 //!
-//! `cargo bench --bench pidwatch` runs all five and writes
+//! `cargo bench --bench pidwatch` runs all six and writes
 //! `benches/RESULTS.md`. `PIDWATCH_BENCH_QUICK=1` runs a small smoke version
 //! (fewer workers, kills and seconds); it and a run of some sections only
 //! (`cargo bench --bench pidwatch -- check latency monit footprint
-//! supervisord`) write
+//! supervisord api`) write
 //! under `target/pidwatch-bench/` instead, so that RESULTS.md always comes
 //! from a full run. Every kill's numbers also go to
 //! `target/pidwatch-bench/samples/<monitor>-<workers>.csv`. monit is
@@ -37,6 +40,7 @@
 //! everything below it when the worker count is done.
 
 mod analysis;
+mod api_load;
 mod cgroup_cost;
 mod check_cost;
 mod fixture;
@@ -84,15 +88,23 @@ pub(crate) struct Sections {
     pub(crate) footprint: bool,
     /// e. pidwatch's config mode and supervisord.
     pub(crate) supervisord: bool,
+    /// f. the control API under load.
+    pub(crate) api: bool,
 }
 
 /// The sections' names on the command line.
-pub(crate) const SECTION_NAMES: [&str; 5] =
-    ["check", "latency", "monit", "footprint", "supervisord"];
+pub(crate) const SECTION_NAMES: [&str; 6] = [
+    "check",
+    "latency",
+    "monit",
+    "footprint",
+    "supervisord",
+    "api",
+];
 
 impl Sections {
     fn all(self) -> bool {
-        self.check && self.latency && self.monit && self.footprint && self.supervisord
+        self.check && self.latency && self.monit && self.footprint && self.supervisord && self.api
     }
 
     /// The names of the sections that run, in order.
@@ -103,6 +115,7 @@ impl Sections {
             self.monit,
             self.footprint,
             self.supervisord,
+            self.api,
         ];
         SECTION_NAMES
             .iter()
@@ -215,6 +228,7 @@ impl Plan {
             monit: want("monit"),
             footprint: want("footprint"),
             supervisord: want("supervisord"),
+            api: want("api"),
         };
         Ok(if quick {
             Plan::quick(sections)
@@ -274,6 +288,8 @@ pub(crate) struct Results {
     pub(crate) sizes: Vec<BenchResult<SizeResults>>,
     /// e.
     pub(crate) supervisord: Option<supervisord::Comparison>,
+    /// f.
+    pub(crate) api: Option<api_load::ApiLoad>,
     /// The monit version, when it ran.
     pub(crate) monit_version: Option<String>,
     /// The supervisord version, when it ran.
@@ -420,6 +436,12 @@ fn run(plan: Plan) -> BenchResult<bool> {
         print_section(report::supervisord_section(&comparison, &bench.plan));
         write_supervisor_samples(&comparison);
         results.supervisord = Some(comparison);
+    }
+    if bench.plan.sections.api && !procs::interrupted() {
+        let api = api_load::run(&mut bench);
+        print_section(api_load::section(&api));
+        api_load::write_samples(&api, &output_dir().join("samples"));
+        results.api = Some(api);
     }
     results.elapsed = started.elapsed();
     let text = report::document(&machine, &bench.plan, &results);

@@ -161,6 +161,7 @@ pub(crate) fn run(bench: &mut Bench, orch: &Orchestration) -> BenchResult<MonitP
     let plan = KillPlan {
         label: format!("monit, {} workers", orch.workers.len()),
         kills: bench.plan.monit_kills,
+        until: None,
         warmup: bench.plan.warmup,
         pause_low: PAUSE_LOW,
         pause_span: Duration::from_secs(CYCLE_SECONDS.into()),

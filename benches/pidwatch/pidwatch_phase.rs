@@ -205,6 +205,7 @@ pub(crate) fn run(
             orch.workers.len()
         ),
         kills: bench.plan.pidwatch_kills,
+        until: None,
         warmup: bench.plan.warmup,
         pause_low: PAUSE_LOW,
         pause_span: PAUSE_SPAN,

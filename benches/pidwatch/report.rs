@@ -379,8 +379,8 @@ pub(crate) fn document(machine: &Machine, plan: &Plan, results: &Results) -> Str
     let _ = writeln!(
         s,
         "{kind} Written by `{command}` on {}, in {:.0} s. Reproduce with `{command}`; \
-         `{REPRODUCE}` runs all five sections (`-- check latency monit footprint supervisord` \
-         picks some); `PIDWATCH_BENCH_QUICK=1 {REPRODUCE}` is the smoke run.\n",
+         `{REPRODUCE}` runs all six sections (`-- check latency monit footprint supervisord \
+         api` picks some); `PIDWATCH_BENCH_QUICK=1 {REPRODUCE}` is the smoke run.\n",
         chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
         results.elapsed.as_secs_f64()
     );
@@ -401,6 +401,10 @@ pub(crate) fn document(machine: &Machine, plan: &Plan, results: &Results) -> Str
     }
     if let Some(c) = &results.supervisord {
         s.push_str(&supervisord_section(c, plan));
+        s.push('\n');
+    }
+    if let Some(f) = &results.api {
+        s.push_str(&crate::api_load::section(f));
         s.push('\n');
     }
     s.push_str(&crate::analysis::section(plan, results));
@@ -522,6 +526,9 @@ pub(crate) fn targets_section(plan: &Plan, results: &Results) -> String {
     }
     if let Some(c) = &results.supervisord {
         s.push_str(&supervisord_targets(c));
+    }
+    if let Some(f) = &results.api {
+        s.push_str(&crate::api_load::targets(f));
     }
     s
 }
@@ -821,7 +828,7 @@ pub(crate) fn supervisord_section(c: &Comparison, plan: &Plan) -> String {
     s
 }
 
-fn verdict_at_most(got: f64, target: f64, show: impl Fn(f64) -> String) -> String {
+pub(crate) fn verdict_at_most(got: f64, target: f64, show: impl Fn(f64) -> String) -> String {
     if got <= target {
         "met".into()
     } else {
@@ -1304,11 +1311,12 @@ pub(crate) fn all_passed(results: &Results) -> bool {
         .supervisord
         .as_ref()
         .is_none_or(|c| c.runs().iter().all(|r| r.is_ok()));
-    check && floor && sizes && supervisord
+    let api = results.api.as_ref().is_none_or(crate::api_load::passed);
+    check && floor && sizes && supervisord && api
 }
 
 /// `34 % / 9 % / 2 %`: busy, the bench's share, steal.
-fn load(l: &Load) -> String {
+pub(crate) fn load(l: &Load) -> String {
     format!(
         "{:.0} % / {:.0} % / {:.0} %",
         l.busy_percent, l.bench_percent, l.steal_percent
@@ -1320,7 +1328,7 @@ fn failed(mut s: String, e: &str) -> String {
     s
 }
 
-fn one_line(e: &str) -> String {
+pub(crate) fn one_line(e: &str) -> String {
     e.replace(['\n', '|'], " ")
 }
 

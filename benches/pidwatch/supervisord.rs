@@ -50,7 +50,7 @@ const WORKER_CMDLINE: &[u8] = b"sleep\x00100000\x00";
 const PROGRAM: &str = "sleep";
 
 /// How long a supervisor may take to have every worker running.
-const START_LIMIT: Duration = Duration::from_secs(180);
+pub(crate) const START_LIMIT: Duration = Duration::from_secs(180);
 
 /// How often the children are polled while the supervisor starts them.
 const START_POLL: Duration = Duration::from_millis(1);
@@ -61,10 +61,10 @@ pub(crate) const SETTLE: Duration = Duration::from_secs(3);
 
 /// How long a supervisor may take to exit after SIGTERM (supervisord stops
 /// every worker first, one by one: 13 s for 1,000 on the dev machine).
-const STOP_LIMIT: Duration = Duration::from_secs(180);
+pub(crate) const STOP_LIMIT: Duration = Duration::from_secs(180);
 
 /// How long one respawn may take before it counts as timed out.
-const DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
 /// How many respawns may time out before a run is called failed.
 const MAX_TIMEOUTS: usize = 5;
@@ -207,7 +207,7 @@ pub(crate) fn run(bench: &mut Bench) -> Comparison {
 }
 
 /// A fresh temp dir for one supervisor.
-fn temp_dir(supervisor: Supervisor) -> BenchResult<tempfile::TempDir> {
+pub(crate) fn temp_dir(supervisor: Supervisor) -> BenchResult<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix(&format!("pidwatch-bench-{}-", supervisor.as_str()))
         .tempdir_in("/tmp")
@@ -318,29 +318,8 @@ fn run_pidwatch(bench: &mut Bench) -> BenchResult<SupervisorRun> {
     let sup = Supervisor::Pidwatch;
     let tmp = temp_dir(sup)?;
     let dir = tmp.path();
-    let toml = dir.join("pidwatch.toml");
-    write(&toml, &pidwatch_toml(dir, bench.plan.supervisor_workers)?)?;
-    // Its incarnation cgroups go in a cgroup of the bench's, removed (and
-    // whatever runs in it killed) when the run is done.
-    let cgroup = match Delegation::probe(true) {
-        Ok(d) => Some(BenchCgroup::create(
-            &d,
-            &format!("bench-{}-config", std::process::id()),
-        )?),
-        Err(why) => {
-            eprintln!("pidwatch bench: no cgroup can be had for pidwatch's workers: {why}");
-            None
-        }
-    };
-    let mut cmd = Command::new(&bench.bin);
-    cmd.arg("--config").arg(&toml).arg("run");
-    let placement = match &cgroup {
-        Some(cg) => {
-            cmd.env(BASE_ENV, cg.path());
-            format!("{BASE_ENV}=<bench cgroup>")
-        }
-        None => "no cgroup".into(),
-    };
+    let (cmd, cgroup, placement) =
+        pidwatch_config_mode(bench, dir, bench.plan.supervisor_workers, "config")?;
     let pids = dir.join("state/pids");
     let out = dir.join("pidwatch.out");
     let note = |children: &Children| {
@@ -364,6 +343,43 @@ fn run_pidwatch(bench: &mut Bench) -> BenchResult<SupervisorRun> {
         eprintln!("pidwatch bench: {e}");
     }
     result
+}
+
+/// pidwatch's config mode over `workers` workers in `dir`: writes its
+/// `pidwatch.toml` there and returns the command that runs it, the cgroup
+/// of the bench's its incarnation cgroups go in (`bench-<PID>-<name>`,
+/// removed with whatever runs in it when the run is done; `None` when no
+/// cgroup can be had) and where its workers go, for the report.
+///
+/// Errors: the file cannot be written, or the cgroup cannot be made.
+pub(crate) fn pidwatch_config_mode(
+    bench: &Bench,
+    dir: &Path,
+    workers: usize,
+    name: &str,
+) -> BenchResult<(Command, Option<BenchCgroup>, String)> {
+    let toml = dir.join("pidwatch.toml");
+    write(&toml, &pidwatch_toml(dir, workers)?)?;
+    let cgroup = match Delegation::probe(true) {
+        Ok(d) => Some(BenchCgroup::create(
+            &d,
+            &format!("bench-{}-{name}", std::process::id()),
+        )?),
+        Err(why) => {
+            eprintln!("pidwatch bench: no cgroup can be had for pidwatch's workers: {why}");
+            None
+        }
+    };
+    let mut cmd = Command::new(&bench.bin);
+    cmd.arg("--config").arg(&toml).arg("run");
+    let placement = match &cgroup {
+        Some(cg) => {
+            cmd.env(BASE_ENV, cg.path());
+            format!("{BASE_ENV}=<bench cgroup>")
+        }
+        None => "no cgroup".into(),
+    };
+    Ok((cmd, cgroup, placement))
 }
 
 /// The PIDs the `<program>@<n>.pid` files of `dir` name.
@@ -397,7 +413,7 @@ pub(crate) struct Children {
 }
 
 impl Children {
-    fn new(supervisor: i32) -> Children {
+    pub(crate) fn new(supervisor: i32) -> Children {
         Children {
             supervisor,
             running: HashSet::new(),
@@ -425,7 +441,7 @@ impl Children {
     /// Reads the children again: forgets those no longer listed, and
     /// returns how many new ones became workers (exec'd `sleep 100000`)
     /// since.
-    fn refresh(&mut self) -> usize {
+    pub(crate) fn refresh(&mut self) -> usize {
         let listed = self.listed();
         let now: HashSet<i32> = listed.iter().copied().collect();
         self.running.retain(|p| now.contains(p));
@@ -536,9 +552,11 @@ fn measure(
     )?;
     // `Threads:` has no unit; the reader takes its first word all the same.
     let threads = procs::status_kib(daemon.pid, "Threads").unwrap_or(0);
+    procs::wait_for_quiet(procs::QUIET_LIMIT, &mut bench.reaper)?;
     let plan = KillPlan {
         label: format!("{name}, {workers} workers"),
         kills: bench.plan.supervisor_kills,
+        until: None,
         warmup: bench.plan.warmup,
         pause_low: PAUSE_LOW,
         pause_span: PAUSE_SPAN,
@@ -569,9 +587,12 @@ fn measure(
 /// until a child runs `sleep 100000` that did not before (polled every
 /// [`POLL`]).
 ///
+/// The caller waits for a quiet machine first, when it wants one (f kills
+/// under a load of its own making).
+///
 /// Errors: the supervisor exited, too many respawns timed out, the workers
 /// were not all running again in time, or interrupted.
-fn kill_loop(
+pub(crate) fn kill_loop(
     children: &mut Children,
     workers: usize,
     supervisor: &Daemon,
@@ -581,11 +602,15 @@ fn kill_loop(
     let mut rng = Rng::new(plan.seed);
     let mut run = KillRun::default();
     let started = Instant::now();
-    procs::wait_for_quiet(procs::QUIET_LIMIT, reaper)?;
     let mut sample = CpuSample::now(supervisor.pid);
+    let mut timed = Instant::now();
     for i in 0..plan.warmup + plan.kills {
         if i == plan.warmup {
             sample = CpuSample::now(supervisor.pid);
+            timed = Instant::now();
+        }
+        if i > plan.warmup && plan.until.is_some_and(|d| timed.elapsed() >= d) {
+            break;
         }
         procs::wait_until("every worker to run", VICTIM_LIMIT, reaper, || {
             children.refresh();
