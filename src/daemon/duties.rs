@@ -57,6 +57,9 @@ const LOG_CHECK_PERIOD: Duration = Duration::from_secs(5);
 /// `stop_timeout` (at most 10 minutes), then a start [`START_WAIT`].
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(12 * 60);
 
+/// How long one status report may serve requests when no pass came since.
+const STATUS_REUSE: Duration = Duration::from_secs(1);
+
 /// The most log lines one request returns.
 const MAX_LOG_LINES: usize = 10_000;
 
@@ -175,6 +178,8 @@ pub(super) struct Duties {
     pub(super) heal_limiter: Option<crate::control::ratelimit::RateLimiter>,
     /// The last heal carried out, for `status` (`lastHeal`).
     pub(super) last_heal: Option<serde_json::Value>,
+    /// The last status reply: when it was built, after how many passes.
+    status_cache: Option<(Instant, u64, ControlReply)>,
 }
 
 impl Duties {
@@ -207,6 +212,7 @@ impl Duties {
             heals: BTreeMap::new(),
             heal_limiter: None,
             last_heal: None,
+            status_cache: None,
         })
     }
 
@@ -223,6 +229,12 @@ impl Duties {
         let starts = self.starts.iter().map(|s| s.deadline);
         let logs = programs.then_some(self.next_log_check);
         probes.chain(starts).chain(logs).min()
+    }
+
+    /// Forgets the status report kept for the next requests (something
+    /// it shows changed without a pass).
+    pub(super) fn invalidate_status(&mut self) {
+        self.status_cache = None;
     }
 
     /// Sends `done` to the loop and wakes it.
@@ -409,6 +421,23 @@ impl Monitor {
     /// The status report, as `status --json` prints it, from what this
     /// monitor sees (its probes' findings included).
     fn status_reply(&mut self) -> ControlReply {
+        // One report serves every request until the next pass (at most
+        // STATUS_REUSE): building one reads every worker's /proc and
+        // cgroup files, and the loop has restarts to do.
+        if let Some((at, passes, reply)) = &self.duties.status_cache
+            && *passes == self.passes
+            && at.elapsed() < STATUS_REUSE
+        {
+            return reply.clone();
+        }
+        let reply = self.build_status_reply();
+        if reply.status == 200 {
+            self.duties.status_cache = Some((Instant::now(), self.passes, reply.clone()));
+        }
+        reply
+    }
+
+    fn build_status_reply(&mut self) -> ControlReply {
         let state = self.state.as_ref();
         match crate::commands::status_report(&self.settings, &self.observer, state) {
             Ok((mut report, code)) => {
@@ -855,6 +884,7 @@ impl Monitor {
     /// deliberate stops, releases the workers, answers the caller, starts
     /// again what a restart names.
     fn finish_job_if_done(&mut self, job: u64) {
+        self.duties.invalidate_status();
         if self
             .duties
             .jobs

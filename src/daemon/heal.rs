@@ -328,6 +328,7 @@ impl Monitor {
             },
         );
         self.duties.last_heal = Some(record.clone());
+        self.duties.invalidate_status();
         let mut body = record;
         if let Some(map) = body.as_object_mut() {
             map.insert("mode".into(), "execute".into());

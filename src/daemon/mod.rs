@@ -288,6 +288,8 @@ struct Monitor {
     metrics: MonitorMetrics,
     /// The TCP address the control API is also served on.
     listen: Option<std::net::SocketAddr>,
+    /// Passes completed: a status report is built again only after one.
+    passes: u64,
     /// What `GET /health` reads: the last pass, or why it failed.
     health: std::sync::Arc<crate::control::server::HealthBoard>,
 }
@@ -371,6 +373,7 @@ impl Monitor {
             duties,
             metrics: MonitorMetrics::new(),
             listen,
+            passes: 0,
             // A pass older than two intervals (and a minute) is a stuck one.
             health: std::sync::Arc::new(crate::control::server::HealthBoard::new(
                 interval * 2 + Duration::from_secs(60),
@@ -614,6 +617,7 @@ impl Monitor {
             }
         }
         self.passes_since_ping += 1;
+        self.passes += 1;
         self.notifier.status(&self.status_line());
         self.health.pass_done();
         let kind = if scope.is_none() {
@@ -957,6 +961,7 @@ impl Monitor {
             };
             let mut scope: BTreeSet<String> = std::mem::take(&mut self.retry);
             let (mut sweep, mut shutdown, mut reload) = (false, false, false);
+            let mut requests = false;
             for ev in &events[..n] {
                 match ev.data() {
                     TOKEN_SIGNALS => {
@@ -971,7 +976,9 @@ impl Monitor {
                     },
                     TOKEN_CGROUPS => scope.extend(self.cgroup_events.read()),
                     duties::TOKEN_DUTIES => self.take_done(),
-                    duties::TOKEN_CONTROL => self.take_requests(),
+                    // Answered after the pass: a death in the same wake-up
+                    // is restarted first.
+                    duties::TOKEN_CONTROL => requests = true,
                     token => {
                         if let Some(worker) = self.watches.fired(&self.epoll, token) {
                             scope.insert(worker);
@@ -995,6 +1002,9 @@ impl Monitor {
             } else if !scope.is_empty() {
                 self.note_exits(Some(&scope));
                 self.pass(Some(&scope));
+            }
+            if requests {
+                self.take_requests();
             }
             self.run_due_probes();
             self.rotate_logs();
