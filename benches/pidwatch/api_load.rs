@@ -839,13 +839,8 @@ pub(crate) fn analysis(f: &ApiLoad) -> String {
                  observe of every worker, its resources and its last event, then the JSON: \
                  {:.0} KiB), so it answers at most about {capacity:.0} a second, and with \
                  {CONNECTIONS} connections always waiting its loop did little else ({:.0} % of \
-                 a core over the kills). In one wake-up the loop answers every request waiting \
-                 before it restarts a worker whose death came in the same wake-up: up to \
-                 {CONNECTIONS} reports, {}, and a death seen while they are built waits for the \
-                 next wake-up, where more requests wait. What would close it: restarts before \
-                 requests in a wake-up; one report per wake-up, answering every request waiting \
-                 with it (and kept for a moment: many callers a second then cost one report), so \
-                 that what a restart waits for no longer grows with the callers.\n",
+                 a core over the kills). A death seen while a report is built waits for it \
+                 ({} for {CONNECTIONS}).\n",
                 show(l.p99),
                 show(l.p99.saturating_sub(limit)),
                 show(limit),
@@ -1100,12 +1095,11 @@ pub(crate) fn section(f: &ApiLoad) -> String {
         let _ = writeln!(
             s,
             "- {n} workers: pidwatch started all in {}; {}; `ERROR` lines of its output: {}; \
-             exit on SIGTERM: {}. Its report lists {} workers, {} running, and takes {} without \
-             load: its loop builds each one whole, so it answers at most about {:.0} a second, \
-             and {rate} a second would take {:.1} s of that loop every second. Under the load \
-             it answered {:.0}/s, using {:.0} % of a core. Its loop answers every request \
-             waiting (a whole report each, up to {conns}: {}) before it restarts a worker whose \
-             death it noticed in the same wake-up, and may answer another such batch first.",
+             exit on SIGTERM: {}. Its report lists {} workers, {} running; a request takes {} \
+             without load (the monitor builds a report after each pass, or once a second, and \
+             answers every request with it until then). Under the load it answered {:.0}/s, \
+             using {:.0} % of a core. It answers requests after the pass of their wake-up, so a \
+             death noticed with them is restarted first.",
             show(r.all_running),
             r.placement,
             r.error_lines,
@@ -1113,14 +1107,9 @@ pub(crate) fn section(f: &ApiLoad) -> String {
             thousands(r.probe.listed),
             thousands(r.probe.running),
             show(one),
-            1.0 / one.as_secs_f64().max(1e-9),
-            one.as_secs_f64() * TARGET_RATE,
             r.load.rate(),
             r.loaded.load.monitor_core_percent,
-            show(one * CONNECTIONS as u32),
             n = thousands(r.workers),
-            rate = thousands(TARGET_RATE as usize),
-            conns = CONNECTIONS,
         );
     }
     s
