@@ -28,8 +28,13 @@ pub const MAX_REPLY_BODY: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum ControlRequest {
-    /// The monitor's view of every worker: `GET /v1/status`.
+    /// The monitor's view of every worker, as of its last pass: `GET
+    /// /v1/status` (pidwatch's own commands).
     Status,
+    /// The same, from a report at most a second old (`GET
+    /// /workers/status`): many callers a second cost the monitor one
+    /// report a second.
+    StatusRecent,
     /// Start the named workers, or all of them: `POST /v1/start`.
     Start {
         /// Worker names, as the configuration spells them.
@@ -125,6 +130,7 @@ impl ControlRequest {
     pub fn route(&self) -> (Method, &'static str) {
         match self {
             ControlRequest::Status => (Method::Get, ROUTE_STATUS),
+            ControlRequest::StatusRecent => (Method::Get, "/workers/status"),
             ControlRequest::Start { .. } => (Method::Post, ROUTE_START),
             ControlRequest::Stop { .. } => (Method::Post, ROUTE_STOP),
             ControlRequest::Restart { .. } => (Method::Post, ROUTE_RESTART),

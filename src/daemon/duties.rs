@@ -329,7 +329,11 @@ impl Monitor {
             let request = pending.request().clone();
             match request {
                 ControlRequest::Status => {
-                    let reply = self.status_reply();
+                    let reply = self.status_reply(false);
+                    pending.respond(reply);
+                }
+                ControlRequest::StatusRecent => {
+                    let reply = self.status_reply(true);
                     pending.respond(reply);
                 }
                 ControlRequest::Reload => {
@@ -420,12 +424,13 @@ impl Monitor {
 
     /// The status report, as `status --json` prints it, from what this
     /// monitor sees (its probes' findings included).
-    fn status_reply(&mut self) -> ControlReply {
-        // One report serves every request until the next pass (at most
-        // STATUS_REUSE): building one reads every worker's /proc and
-        // cgroup files, and the loop has restarts to do.
+    /// The status report: the one kept, when no pass came since it was
+    /// built (or, `recent`, whatever came, when it is under a second
+    /// old), else a new one. Building one reads every worker's `/proc`
+    /// and cgroup files, and the loop has restarts to do.
+    fn status_reply(&mut self, recent: bool) -> ControlReply {
         if let Some((at, passes, reply)) = &self.duties.status_cache
-            && *passes == self.passes
+            && (*passes == self.passes || recent)
             && at.elapsed() < STATUS_REUSE
         {
             return reply.clone();
