@@ -435,8 +435,12 @@ impl Monitor {
         {
             return reply.clone();
         }
-        let reply = self.build_status_reply();
+        let mut reply = self.build_status_reply();
         if reply.status == 200 {
+            // Kept as its JSON text: each request then costs a copy of the
+            // text, not a copy of the document and its encoding.
+            let text = std::mem::take(&mut reply.body).to_string();
+            reply = ControlReply::text("application/json", text);
             self.duties.status_cache = Some((Instant::now(), self.passes, reply.clone()));
         }
         reply
