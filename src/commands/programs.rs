@@ -404,7 +404,7 @@ pub fn ask_monitor(settings: &Settings, request: &ControlRequest) -> Result<Opti
             Err(ClientError::NoMonitor) if remote => {
                 return Err(Error::CannotCheck(format!(
                     "no monitor answers at {}",
-                    describe(&endpoint)
+                    endpoint.describe()
                 )));
             }
             Err(ClientError::NoMonitor) => return Ok(None),
@@ -414,7 +414,7 @@ pub fn ask_monitor(settings: &Settings, request: &ControlRequest) -> Result<Opti
             Err(e) => {
                 return Err(Error::CannotCheck(format!(
                     "asking the monitor at {}: {e}",
-                    describe(&endpoint)
+                    endpoint.describe()
                 )));
             }
         }
@@ -429,13 +429,6 @@ pub fn ask_monitor(settings: &Settings, request: &ControlRequest) -> Result<Opti
             "the monitor answered {code}: {}",
             reply.error_message().unwrap_or("no reason given")
         ))),
-    }
-}
-
-fn describe(endpoint: &Endpoint) -> String {
-    match endpoint {
-        Endpoint::Socket(p) => p.display().to_string(),
-        Endpoint::Url { authority, .. } => format!("http://{authority}"),
     }
 }
 

@@ -130,7 +130,8 @@ impl Endpoint {
         Ok(Endpoint::Url { authority, token })
     }
 
-    fn describe(&self) -> String {
+    /// The endpoint in words: the socket's path, or `http://host:port`.
+    pub fn describe(&self) -> String {
         match self {
             Endpoint::Socket(p) => p.display().to_string(),
             Endpoint::Url { authority, .. } => format!("http://{authority}"),

@@ -34,16 +34,32 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// A monitor serving `p`'s workers on a fresh loopback port; returns it
-/// and the API's base URL, once the API answers.
-fn serve(p: &Programs) -> (Monitor, String) {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
+/// A monitor serving `p`'s workers on a fresh loopback port, and the
+/// API's base URL (it may not answer yet).
+fn listening(p: &Programs) -> (Monitor, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
     let monitor = Monitor::spawn(
         p.pidwatch(&["run", "--listen", &addr]),
         &p.path().join("monitor.out"),
     );
-    let base = format!("http://{addr}");
+    (monitor, format!("http://{addr}"))
+}
+
+/// Programs whose `[api]` has the token `token` (in `api.token`, mode
+/// 0600) and then `rest` of the config; and the token file's path.
+fn with_token(token: &str, rest: &str) -> (Programs, std::path::PathBuf) {
+    let p = Programs::new("");
+    let path = p.path().join("api.token");
+    fs::write(&path, format!("{token}\n")).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    p.write_config(&format!("[api]\ntoken_file = \"api.token\"\n{rest}"));
+    (p, path)
+}
+
+/// A monitor serving `p`'s workers on a fresh loopback port; returns it
+/// and the API's base URL, once the API answers.
+fn serve(p: &Programs) -> (Monitor, String) {
+    let (monitor, base) = listening(p);
     wait_for("the API", LIMIT, || {
         agent()
             .get(format!("{base}/health"))
@@ -188,21 +204,12 @@ fn a_challenge_expires() {
 
 #[test]
 fn with_a_token_nothing_is_served_without_it_and_a_trusted_caller_acts_at_once() {
-    let p = Programs::new("");
-    let token = p.path().join("api.token");
-    fs::write(&token, "s3cret-token-0123456789\n").unwrap();
-    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
-    p.write_config(
-        "[api]\ntoken_file = \"api.token\"\ntrusted_callers = [\"ops-bot\"]\n\
+    let (p, _) = with_token(
+        "s3cret-token-0123456789",
+        "trusted_callers = [\"ops-bot\"]\n\
          [worker.w]\ncommand = [\"sleep\", \"1082\"]\n",
     );
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _monitor = Monitor::spawn(
-        p.pidwatch(&["run", "--listen", &addr]),
-        &p.path().join("monitor.out"),
-    );
-    let base = format!("http://{addr}");
+    let (_monitor, base) = listening(&p);
     wait_for("w running", LIMIT, || p.live_pid("w").is_some());
     wait_for("the API", LIMIT, || {
         agent()
@@ -248,24 +255,15 @@ fn with_a_token_nothing_is_served_without_it_and_a_trusted_caller_acts_at_once()
 
 #[test]
 fn heals_are_planned_rate_limited_one_at_a_time_and_self_tested() {
-    let p = Programs::new("");
-    let token = p.path().join("api.token");
-    fs::write(&token, "heal-token-0123456789\n").unwrap();
-    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
-    p.write_config(
-        "[api]\ntoken_file = \"api.token\"\ntrusted_callers = [\"ops-bot\"]\n\
+    let (p, _) = with_token(
+        "heal-token-0123456789",
+        "trusted_callers = [\"ops-bot\"]\n\
          heal_max = 2\nheal_window = \"1h\"\n\
          post_heal = \"touch started; while [ ! -e go ]; do sleep 0.05; done; echo fine\"\n\
          [worker.w]\ncommand = [\"sleep\", \"1083\"]\n\
          [worker.bad]\ncommand = \"echo ran >> runs; exit 3\"\nrestart_delay = \"1h\"\nmax_restarts = 5\n",
     );
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _monitor = Monitor::spawn(
-        p.pidwatch(&["run", "--listen", &addr]),
-        &p.path().join("monitor.out"),
-    );
-    let base = format!("http://{addr}");
+    let (_monitor, base) = listening(&p);
     let auth = ("Authorization", "Bearer heal-token-0123456789");
     let bot = [("X-Caller-Id", "ops-bot"), auth];
     // Its first restart is at once, the next an hour away.
@@ -421,24 +419,16 @@ fn a_workers_log_streams_as_server_sent_events() {
 
 #[test]
 fn the_cli_reaches_a_monitor_by_url_with_a_token_and_says_when_none_answers() {
-    let p = Programs::new("");
-    let token = p.path().join("api.token");
-    fs::write(&token, "url-token-0123456789\n").unwrap();
-    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
-    p.write_config(
-        "[api]\ntoken_file = \"api.token\"\ntrusted_callers = [\"ops\"]\n\
+    let (p, token) = with_token(
+        "url-token-0123456789",
+        "trusted_callers = [\"ops\"]\n\
          [worker.w]\ncommand = [\"sleep\", \"1086\"]\ninstances = 2\n",
     );
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _monitor = Monitor::spawn(
-        p.pidwatch(&["run", "--listen", &addr]),
-        &p.path().join("monitor.out"),
-    );
+    let (_monitor, base) = listening(&p);
     wait_for("both running", LIMIT, || {
         p.live_pid("w@1").is_some() && p.live_pid("w@2").is_some()
     });
-    let url = format!("http://{addr}");
+    let url = base;
     let elsewhere = tempfile::tempdir().unwrap();
     let cli = |args: &[&str], caller: Option<&str>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pidwatch"));
